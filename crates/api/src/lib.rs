@@ -1,0 +1,1 @@
+//! Object model shared by every component (to be filled by the API groundwork).

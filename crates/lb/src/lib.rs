@@ -1,0 +1,3 @@
+//! TCP load balancer with active health checks, used as `bulwark lb` and inside the kubelet.
+//!
+//! Not built yet: the binary reports this personality as unavailable.

@@ -1,0 +1,1 @@
+//! Test-only fixtures: real etcd processes, temp PKI, kubectl runner, `eventually`.
