@@ -1,1 +1,139 @@
-fn main() {}
+//! The `bulwark` multi-call binary. It only parses arguments and wires the library crates together.
+//!
+//! It dispatches on the name it was invoked as (`kubeadm`, `kubelet`, `kube-apiserver`, ... as symlinks made by
+//! `bulwark install`) and otherwise on its first argument (`bulwark kubeadm init ...`, `bulwark init ...`).
+
+mod kubeadm_cli;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Names bulwark answers to, in the order `install` lists them.
+pub const PERSONALITIES: &[&str] = &[
+    "kubeadm",
+    "kubelet",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubefedctl",
+];
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BULWARK_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let invoked = args
+        .first()
+        .and_then(|a| Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let personality = if PERSONALITIES.contains(&invoked.as_str()) {
+        invoked
+    } else {
+        match args.get(1).map(|a| a.to_string_lossy().into_owned()) {
+            Some(first) if PERSONALITIES.contains(&first.as_str()) => {
+                args.remove(0);
+                first
+            }
+            _ => return bulwark_command(args),
+        }
+    };
+    match personality.as_str() {
+        "kubeadm" => kubeadm_cli::main(args),
+        other => not_built(other),
+    }
+}
+
+fn not_built(personality: &str) -> ExitCode {
+    eprintln!(
+        "{personality}: this personality is not built yet in bulwark {}; nothing was started",
+        env!("CARGO_PKG_VERSION")
+    );
+    ExitCode::from(1)
+}
+
+#[derive(clap::Parser)]
+#[command(
+    name = "bulwark",
+    version,
+    about = "bulwark: a highly available, Kubernetes-compatible cluster in one binary"
+)]
+struct Bulwark {
+    #[command(subcommand)]
+    command: BulwarkCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum BulwarkCommand {
+    /// Put the personalities (kubeadm, kubelet, kube-apiserver, ...) on PATH as symlinks to this binary.
+    Install {
+        /// Directory to write the symlinks into.
+        #[arg(long, default_value = "/usr/local/bin")]
+        dir: PathBuf,
+        /// Replace existing files that are not symlinks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// TCP load balancer for the API servers.
+    Lb,
+    /// Bring up a local HA lab on this machine.
+    Up,
+    /// Tear down the local HA lab.
+    Down,
+}
+
+/// `bulwark <command>`: bulwark's own commands, or kubeadm's (`bulwark init ...` is `kubeadm init ...`).
+fn bulwark_command(args: Vec<OsString>) -> ExitCode {
+    use clap::Parser;
+    let first = args
+        .get(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if kubeadm_cli::is_kubeadm_command(&first) {
+        return kubeadm_cli::main(args);
+    }
+    let cli = match Bulwark::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        BulwarkCommand::Install { dir, force } => match install(&dir, force) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bulwark install: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        BulwarkCommand::Lb => not_built("bulwark lb"),
+        BulwarkCommand::Up => not_built("bulwark up"),
+        BulwarkCommand::Down => not_built("bulwark down"),
+    }
+}
+
+fn install(dir: &Path, force: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let exe = exe.canonicalize().with_context(|| format!("{}", exe.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    for name in PERSONALITIES {
+        let link = dir.join(name);
+        match std::fs::symlink_metadata(&link) {
+            Ok(meta) if meta.file_type().is_symlink() || force => {
+                std::fs::remove_file(&link).with_context(|| format!("{}", link.display()))?
+            }
+            Ok(_) => anyhow::bail!(
+                "{} exists and is not a symlink; pass --force to replace it",
+                link.display()
+            ),
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(&exe, &link).with_context(|| format!("{}", link.display()))?;
+        println!("{} -> {}", link.display(), exe.display());
+    }
+    Ok(())
+}

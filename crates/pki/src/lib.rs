@@ -30,6 +30,8 @@ pub use files::{read_cert, read_key, write_cert_and_key, write_private, write_pu
 pub use key::{KeyAlgorithm, KeyPair};
 pub use kubeconfig::Kubeconfig;
 pub use pin::{ca_public_key_pin, verify_pin};
+/// The operating system's randomness, for callers that have no reason to inject their own.
+pub use rand::rngs::OsRng;
 pub use seal::CertificateKey;
 pub use token::BootstrapToken;
 
@@ -72,7 +74,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Attaches a file path to an error that was found while reading that file.
-    pub(crate) fn in_file(self, path: &std::path::Path) -> Error {
+    pub fn in_file(self, path: &std::path::Path) -> Error {
         match self {
             Error::Io { .. } | Error::BadFile { .. } => self,
             other => Error::BadFile {
