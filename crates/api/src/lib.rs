@@ -1,1 +1,14 @@
-//! Object model shared by every component (to be filled by the API groundwork).
+//! Object model shared by every bulwark component. No I/O: everything here is pure data and
+//! functions over `serde_json::Value` or k8s-openapi types, so the API server, controllers and
+//! tests can all rely on one definition of how Kubernetes objects behave.
+//!
+//! Layout:
+//! - [`registry`]: served resources (GVK/GVR, names, verbs, subresources, storage keys);
+//!   [`Registry::builtin`] is the entry point, CRDs are inserted at runtime.
+
+pub mod registry;
+
+pub use registry::{
+    GroupKind, GroupResource, GroupVersionKind, GroupVersionResource, Registry, RegistryError, ResourceInfo,
+    Subresource,
+};
