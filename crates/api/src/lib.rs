@@ -5,10 +5,14 @@
 //! Layout:
 //! - [`registry`]: served resources (GVK/GVR, names, verbs, subresources, storage keys);
 //!   [`Registry::builtin`] is the entry point, CRDs are inserted at runtime.
+//! - [`status`]: [`ApiError`] and its `meta/v1 Status` rendering ([`ApiError::status`]),
+//!   field errors with paths for `Invalid`.
 
 pub mod registry;
+pub mod status;
 
 pub use registry::{
     GroupKind, GroupResource, GroupVersionKind, GroupVersionResource, Registry, RegistryError, ResourceInfo,
     Subresource,
 };
+pub use status::{ApiError, DeniedRequest, FieldError, FieldErrorType, FieldPath, Status};
