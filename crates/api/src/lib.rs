@@ -7,10 +7,18 @@
 //!   [`Registry::builtin`] is the entry point, CRDs are inserted at runtime.
 //! - [`status`]: [`ApiError`] and its `meta/v1 Status` rendering ([`ApiError::status`]),
 //!   field errors with paths for `Invalid`.
+//! - [`labels`] / [`fields`]: label selectors (string syntax and `LabelSelector`) and per-kind
+//!   field selectors.
+//! - [`validation`]: name/label/annotation rules per kind, `generateName` suffixes.
 
+pub mod fields;
+pub mod labels;
 pub mod registry;
 pub mod status;
+pub mod validation;
 
+pub use fields::FieldSelector;
+pub use labels::{Selector, SelectorError};
 pub use registry::{
     GroupKind, GroupResource, GroupVersionKind, GroupVersionResource, Registry, RegistryError, ResourceInfo,
     Subresource,
