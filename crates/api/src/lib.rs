@@ -9,16 +9,20 @@
 //!   field errors with paths for `Invalid`.
 //! - [`labels`] / [`fields`]: label selectors (string syntax and `LabelSelector`) and per-kind
 //!   field selectors.
+//! - [`patch`]: JSON patch, JSON merge patch and strategic merge patch ([`patch::apply_patch`]),
+//!   with the per-type list semantics table in [`patch::schema`].
 //! - [`validation`]: name/label/annotation rules per kind, `generateName` suffixes.
 
 pub mod fields;
 pub mod labels;
+pub mod patch;
 pub mod registry;
 pub mod status;
 pub mod validation;
 
 pub use fields::FieldSelector;
 pub use labels::{Selector, SelectorError};
+pub use patch::{PatchError, PatchType, apply_patch};
 pub use registry::{
     GroupKind, GroupResource, GroupVersionKind, GroupVersionResource, Registry, RegistryError, ResourceInfo,
     Subresource,
