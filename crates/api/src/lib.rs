@@ -11,6 +11,8 @@
 //!   field selectors.
 //! - [`patch`]: JSON patch, JSON merge patch and strategic merge patch ([`patch::apply_patch`]),
 //!   with the per-type list semantics table in [`patch::schema`].
+//! - [`table`]: server-side `Table` output per kind ([`table::to_table`]), CRD printer columns,
+//!   upstream's `HumanDuration` for AGE.
 //! - [`validation`]: name/label/annotation rules per kind, `generateName` suffixes.
 
 pub mod fields;
@@ -18,6 +20,7 @@ pub mod labels;
 pub mod patch;
 pub mod registry;
 pub mod status;
+pub mod table;
 pub mod validation;
 
 pub use fields::FieldSelector;
@@ -28,3 +31,4 @@ pub use registry::{
     Subresource,
 };
 pub use status::{ApiError, DeniedRequest, FieldError, FieldErrorType, FieldPath, Status};
+pub use table::{IncludeObject, Table, to_table};
