@@ -32,3 +32,28 @@ pub use registry::{
 };
 pub use status::{ApiError, DeniedRequest, FieldError, FieldErrorType, FieldPath, Status};
 pub use table::{IncludeObject, Table, to_table};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_builtin_kind_has_patch_semantics_and_printer_columns() {
+        for r in Registry::builtin().iter().filter(|r| r.storage_prefix.is_some()) {
+            if r.group == "apiextensions.k8s.io" {
+                continue;
+            }
+            assert!(
+                patch::root_type(&r.group, &r.kind).is_some(),
+                "{} has no patch root type",
+                r.kind
+            );
+            let cols = table::columns_for(&r.group, &r.kind);
+            assert!(
+                cols.iter().any(|c| c.format == "name"),
+                "{} has no name column",
+                r.kind
+            );
+        }
+    }
+}

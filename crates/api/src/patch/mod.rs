@@ -10,7 +10,8 @@ pub mod strategic;
 
 use serde_json::Value;
 
-use crate::status::ApiError;
+use crate::registry::GroupKind;
+use crate::status::{ApiError, FieldError, FieldErrorType};
 
 pub use schema::{FieldSchema, ListType, lookup, root_type};
 pub use strategic::strategic_merge;
@@ -70,19 +71,20 @@ pub enum PatchError {
 }
 
 impl PatchError {
-    /// The API error the server answers with.
-    pub fn to_api_error(&self) -> ApiError {
+    /// The API error the server answers with for a patch of object `name` of `kind`.
+    pub fn to_api_error(&self, kind: &GroupKind, name: &str) -> ApiError {
         match self {
             Self::BadRequest(m) => ApiError::BadRequest(m.clone()),
-            Self::Invalid(m) => ApiError::Invalid {
-                kind: Default::default(),
-                name: String::new(),
-                causes: vec![crate::status::FieldError::invalid(
-                    &crate::status::FieldPath::new("patch"),
-                    m.as_str(),
-                    "",
-                )],
-            },
+            Self::Invalid(m) => ApiError::invalid(
+                kind,
+                name,
+                vec![FieldError {
+                    kind: FieldErrorType::Invalid,
+                    field: "patch".into(),
+                    bad_value: None,
+                    detail: m.clone(),
+                }],
+            ),
             Self::Unsupported(_) => ApiError::UnsupportedMediaType {
                 accepted: vec![
                     PatchType::Json.content_type().into(),
@@ -230,7 +232,28 @@ mod tests {
             &json!({}),
         )
         .unwrap_err();
-        assert_eq!(err.to_api_error().code(), 415);
+        assert_eq!(
+            err.to_api_error(&GroupKind::new("example.com", "Widget"), "w")
+                .code(),
+            415
+        );
+        let invalid = apply_patch(
+            PatchType::Json,
+            "apps",
+            "Deployment",
+            &json!({}),
+            &json!([{"op": "remove", "path": "/x"}]),
+        )
+        .unwrap_err()
+        .to_api_error(&GroupKind::new("apps", "Deployment"), "web");
+        assert_eq!(invalid.code(), 422);
+        assert!(
+            invalid
+                .message()
+                .starts_with(r#"Deployment.apps "web" is invalid: patch: Invalid value: "#),
+            "{}",
+            invalid.message()
+        );
         assert!(matches!(
             apply_patch(PatchType::Merge, "", "Pod", &pod, &json!([1])),
             Err(PatchError::BadRequest(_))
