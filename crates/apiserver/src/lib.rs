@@ -1,3 +1,11 @@
-//! `kube-apiserver`: the Kubernetes-compatible HTTPS API over a `store::Store`.
+//! `kube-apiserver`: the Kubernetes-compatible HTTPS API over a [`store::Store`].
 //!
-//! Not built yet: the binary reports this personality as unavailable.
+//! Layout (being built):
+//! - [`auth`]: authentication (x509, bootstrap tokens, service-account JWTs, anonymous), authorization (RBAC with
+//!   upstream's bootstrap policy, the node authorizer).
+//! - [`admission`]: admission plugins (namespace lifecycle, service accounts, default tolerations, node restriction).
+//! - [`openapi`]: `/openapi/v2` (JSON and protobuf) and `/openapi/v3` built from k8s-openapi's schemas.
+
+pub mod admission;
+pub mod auth;
+pub mod openapi;
