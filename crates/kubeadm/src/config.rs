@@ -608,21 +608,29 @@ pub fn load_init(
     flags: &InitFlags,
     host: &HostFacts,
 ) -> Result<InitConfig, ConfigError> {
-    let docs = match config {
+    match config {
         Some(path) => {
             let conflicts = flags.conflicting_with_config();
             if !conflicts.is_empty() {
                 return Err(ConfigError::MixedArgs(conflicts));
             }
-            let file = path.display().to_string();
-            let docs = parse_documents(&file, &read_file(path)?)?;
-            if docs.init.is_none() && docs.cluster.is_none() && docs.join.is_none() {
-                return Err(ConfigError::Empty { file });
-            }
-            docs
+            parse_init(&path.display().to_string(), &read_file(path)?, flags, host)
         }
-        None => Documents::default(),
-    };
+        None => resolve(Documents::default(), flags, host),
+    }
+}
+
+/// Parses the text of a configuration file named `file` (for messages) and resolves it with `flags`.
+pub fn parse_init(
+    file: &str,
+    text: &str,
+    flags: &InitFlags,
+    host: &HostFacts,
+) -> Result<InitConfig, ConfigError> {
+    let docs = parse_documents(file, text)?;
+    if docs.init.is_none() && docs.cluster.is_none() && docs.join.is_none() {
+        return Err(ConfigError::Empty { file: file.into() });
+    }
     resolve(docs, flags, host)
 }
 
