@@ -1,7 +1,7 @@
 //! Test-only fixtures shared by the workspace's test suites.
 //!
 //! Layout:
-//! - [`eventually`]: poll a condition until a deadline instead of sleeping for a guessed time.
+//! - [`mod@eventually`]: poll a condition until a deadline instead of sleeping for a guessed time.
 //! - [`etcd`]: real etcd processes: [`EtcdCluster::start_single`] (one plain-HTTP member on 127.0.0.1) and
 //!   [`EtcdCluster::start_tls`] (members on 127.0.0.11, .12, ... with client and peer TLS from the `pki` crate),
 //!   with SIGKILL / restart of a member, leader discovery, the client TLS files, and cleanup on drop.

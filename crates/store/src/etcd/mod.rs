@@ -9,9 +9,9 @@
 //! - Compare-and-swap is an etcd transaction on the key's `mod_revision`; the failure branch reads the key so a
 //!   conflict reports the current revision in the same round trip.
 //! - Keys with a TTL share leases: one lease serves every key whose expiry falls in the same window (see
-//!   [`lease`]).
+//!   `lease.rs`).
 //! - Watches ask for previous values and resume from the last delivered revision + 1 on another endpoint when
-//!   their stream breaks (see [`watch`]).
+//!   their stream breaks (see `watch.rs`).
 
 mod errors;
 mod lease;

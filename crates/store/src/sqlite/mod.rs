@@ -6,11 +6,11 @@
 //! - A few reader connections: WAL lets them read consistent snapshots while the writer commits.
 //! - Every SQLite call runs on tokio's blocking pool, never on the async workers.
 //! - Watches replay the log from their start revision, then follow the broadcast; a watcher that falls behind
-//!   the broadcast goes back to the log (see [`watch`]).
+//!   the broadcast goes back to the log (see `watch.rs`).
 //! - A maintenance task deletes expired TTL keys (producing `Deleted` events) by the injected [`Clock`], and
 //!   compacts history when [`SqliteConfig::compaction`] is set.
 //!
-//! See [`db`] for the tables.
+//! See `db.rs` for the tables.
 
 mod db;
 mod watch;
