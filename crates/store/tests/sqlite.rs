@@ -174,3 +174,75 @@ async fn periodic_compaction_keeps_recent_history() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Set in the child process of the crash test: the database it writes to until it is killed.
+const CRASH_CHILD_DB: &str = "STORE_SQLITE_CRASH_CHILD_DB";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_the_process_being_killed() -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    if let Ok(path) = std::env::var(CRASH_CHILD_DB) {
+        // The child: write and acknowledge on stdout until killed (bounded, in case nobody kills it).
+        let store = SqliteStore::open(SqliteConfig::new(path), CancellationToken::new()).await?;
+        for i in 0..20_000 {
+            store
+                .create(
+                    &format!("/registry/pods/default/p{i:05}"),
+                    Bytes::from(i.to_string()),
+                    None,
+                )
+                .await?;
+            println!("ack {i}");
+        }
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("crash.db");
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "acknowledged_writes_survive_the_process_being_killed",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CRASH_CHILD_DB, &path)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut acked = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(i) = line.strip_prefix("ack ") {
+                acked.push(i.parse::<usize>()?);
+                if acked.len() == 300 {
+                    break;
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(60), read).await??;
+    child.start_kill()?;
+    child.wait().await?;
+    // Acknowledgements already in the pipe when the child died count too.
+    while let Some(line) = lines.next_line().await? {
+        if let Some(i) = line.strip_prefix("ack ") {
+            acked.push(i.parse()?);
+        }
+    }
+
+    let store = SqliteStore::open(SqliteConfig::new(&path), CancellationToken::new()).await?;
+    for i in &acked {
+        let kv = store.get(&format!("/registry/pods/default/p{i:05}")).await?;
+        ensure!(kv.value == Bytes::from(i.to_string()));
+    }
+    // The log is consistent: the revision is past every acknowledged write, and writing goes on from there.
+    let next = store
+        .create("/registry/pods/default/after", Bytes::from_static(b"x"), None)
+        .await?;
+    ensure!(next.mod_revision > 300);
+    drop(dir);
+    Ok(())
+}
