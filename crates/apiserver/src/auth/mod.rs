@@ -18,6 +18,14 @@
 //! with `authorizers::build`, seed storage with [`bootstrap_policy`], and turn a denial into a 403 with
 //! [`forbidden`].
 
+pub mod bootstrap;
+pub mod objects;
+pub mod serviceaccount;
+#[cfg(test)]
+pub(crate) mod testutil;
+pub mod union;
+pub mod x509;
+
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
