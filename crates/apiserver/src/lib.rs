@@ -1,11 +1,46 @@
 //! `kube-apiserver`: the Kubernetes-compatible HTTPS API over a [`store::Store`].
 //!
-//! Layout (being built):
-//! - [`auth`]: authentication (x509, bootstrap tokens, service-account JWTs, anonymous), authorization (RBAC with
-//!   upstream's bootstrap policy, the node authorizer).
-//! - [`admission`]: admission plugins (namespace lifecycle, service accounts, default tolerations, node restriction).
-//! - [`openapi`]: `/openapi/v2` (JSON and protobuf) and `/openapi/v3` built from k8s-openapi's schemas.
+//! Entry points: [`run`] with a [`ServerConfig`] (opens the store, binds, serves until the cancellation token
+//! fires) or [`serve`] on an already bound listener and store.
+//!
+//! Layout:
+//! - [`server`]: TLS listener (rustls with `ring`; client certificates optional, verified against
+//!   `--client-ca-file`), HTTP/1.1 + HTTP/2 per connection, graceful shutdown, startup objects (system
+//!   namespaces, the `kubernetes` Service).
+//! - [`router`]: one span per request, the 3 MiB body limit, authentication/authorization, URL parsing into
+//!   discovery, health, OpenAPI or a resource [`rest::Target`].
+//! - [`rest`]: the REST verbs over the store (create/get/list/update/patch/delete/deletecollection, `status`,
+//!   `scale`, `binding`), continue tokens, finalizers; [`watch`]: watch streams; [`strategy`]: per-kind defaulting
+//!   and validation; [`reviews`]: access and token reviews.
+//! - [`discovery`] (`/api`, `/apis`, aggregated discovery, `/version`), [`health`] (`/healthz`, `/livez`,
+//!   `/readyz`), [`negotiate`] (Accept / Content-Type).
+//! - [`error`]: the one place where [`api::ApiError`] becomes an HTTP response.
+//! - [`security`]: the authentication/authorization step as wired today; [`auth`]: authenticators and
+//!   authorizers (RBAC, node); [`admission`]: admission plugins; [`openapi`]: `/openapi/v2` and `/openapi/v3`.
+//!
+//! No cluster state lives in the process: everything is read from the store, so several API servers on one
+//! etcd serve one cluster.
 
 pub mod admission;
 pub mod auth;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod health;
+pub mod ipalloc;
+pub mod negotiate;
 pub mod openapi;
+mod openapi_routes;
+pub mod rest;
+pub mod reviews;
+pub mod router;
+pub mod security;
+pub mod server;
+pub mod state;
+pub mod strategy;
+pub mod tls;
+pub mod watch;
+
+pub use config::{ServerConfig, StorageConfig};
+pub use error::ServeError;
+pub use server::{run, serve};

@@ -1,0 +1,898 @@
+//! REST verbs over the store for every registry kind: create, get, list, update, patch, delete,
+//! deletecollection, and the subresources (`status`, `scale`, `binding`). Watches are in [`crate::watch`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use api::{ApiError, FieldSelector, GroupResource, PatchType, ResourceInfo, Selector};
+use base64::Engine;
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::{Value, json};
+use store::KeyValue;
+
+use crate::error::store_error;
+use crate::negotiate::Output;
+use crate::state::AppState;
+use crate::strategy;
+
+/// One resolved resource request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub info: ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    pub fn resource(&self) -> GroupResource {
+        self.info.group_resource()
+    }
+
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
+    fn key(&self) -> Result<String, ApiError> {
+        self.info
+            .storage_key(self.namespace.as_deref(), self.name())
+            .ok_or_else(|| ApiError::internal("resource is not stored"))
+    }
+}
+
+pub type Query = HashMap<String, String>;
+
+/// A handler's successful answer: status code and body.
+pub struct Reply {
+    pub code: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Self {
+        Self { code: 200, body }
+    }
+}
+
+/// How long Events live, as upstream's `--event-ttl` default.
+const EVENT_TTL: Duration = Duration::from_secs(3600);
+/// Retries of read-modify-write cycles that lost a race against another writer.
+const MAX_RETRIES: usize = 16;
+
+fn dry_run(q: &Query) -> Result<bool, ApiError> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid dry run value: {other}: supported values: \"All\""
+        ))),
+    }
+}
+
+/// The object as clients see it: the store's revision as `metadata.resourceVersion`.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("decoding stored object {}: {e}", kv.key)))?;
+    set_rv(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+pub fn set_rv(obj: &mut Value, rev: i64) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(rev.to_string()));
+    }
+}
+
+/// What goes into the store: no `resourceVersion`, which is the store's own revision.
+fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+}
+
+fn new_uid() -> String {
+    let mut b: [u8; 16] = rand::thread_rng().r#gen();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex_lower(&b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Checks `apiVersion`/`kind` of a body against the endpoint, filling them in when absent.
+pub fn check_type(info: &ResourceInfo, expected_kind: &str, expected_api_version: &str, body: Value) -> Result<Value, ApiError> {
+    let mut obj = match body {
+        Value::Object(m) => Value::Object(m),
+        _ => {
+            return Err(ApiError::bad_request(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            ));
+        }
+    };
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    if (!kind.is_empty() && kind != expected_kind) || (!av.is_empty() && av != expected_api_version) {
+        let shown_av = if av.is_empty() { expected_api_version } else { &av };
+        let shown_kind = if kind.is_empty() { expected_kind } else { &kind };
+        return Err(ApiError::bad_request(format!(
+            "{shown_kind} in version \"{}\" cannot be handled as a {expected_kind}: no kind \"{shown_kind}\" is registered for version \"{shown_av}\" in scheme \"pkg/api/legacyscheme/scheme.go:30\"",
+            api::registry::split_api_version(shown_av).1
+        )));
+    }
+    obj["kind"] = json!(expected_kind);
+    obj["apiVersion"] = json!(expected_api_version);
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        if obj.get("metadata").is_some_and(|m| !m.is_null()) {
+            return Err(ApiError::bad_request(format!(
+                "{expected_kind} in version \"{}\" cannot be handled as a {expected_kind}: metadata must be an object",
+                info.version
+            )));
+        }
+        obj["metadata"] = json!({});
+    }
+    Ok(obj)
+}
+
+fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
+    let body_ns = meta_str(obj, "namespace").to_string();
+    if t.info.namespaced {
+        let ns = t.namespace.clone().unwrap_or_default();
+        if !body_ns.is_empty() && body_ns != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        obj["metadata"]["namespace"] = json!(ns);
+    } else if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("namespace");
+    }
+    Ok(())
+}
+
+/// New objects may not enter a namespace that does not exist or is being deleted (upstream's NamespaceLifecycle).
+async fn check_namespace_open(state: &AppState, t: &Target) -> Result<(), ApiError> {
+    let Some(ns) = t.namespace.as_deref().filter(|_| t.info.namespaced) else {
+        return Ok(());
+    };
+    let nsr = GroupResource::new("", "namespaces");
+    match state.store.get(&format!("/registry/namespaces/{ns}")).await {
+        Ok(kv) => {
+            let obj = decode(&kv)?;
+            if obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+                return Err(ApiError::ForbiddenMessage {
+                    resource: t.resource(),
+                    name: t.name.clone().unwrap_or_default(),
+                    message: format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(store::Error::NotFound { .. }) => Err(ApiError::not_found(&nsr, ns)),
+        Err(e) => Err(store_error(&nsr, ns, e)),
+    }
+}
+
+pub async fn get(state: &AppState, t: &Target) -> Result<Reply, ApiError> {
+    let kv = state
+        .store
+        .get(&t.key()?)
+        .await
+        .map_err(|e| store_error(&t.resource(), t.name(), e))?;
+    Ok(Reply::ok(decode(&kv)?))
+}
+
+/// `POST` to a collection.
+pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Result<Reply, ApiError> {
+    let info = &t.info;
+    let mut obj = check_type(info, &info.kind, &info.api_version(), body)?;
+    check_namespace(t, &mut obj)?;
+    let dry = dry_run(q)?;
+    let now = state.now_string();
+    {
+        let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::internal("metadata"))?;
+        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+            meta.remove(k);
+        }
+        meta.insert("uid".into(), json!(new_uid()));
+        meta.insert("creationTimestamp".into(), json!(now));
+        if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty)
+            && let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|b| !b.is_empty())
+        {
+            let name = api::validation::generate_name(base, &mut rand::thread_rng());
+            meta.insert("name".into(), json!(name));
+        }
+    }
+    strategy::apply_defaults(info, &mut obj);
+    strategy::prepare_for_create(info, &mut obj);
+    if strategy::tracks_generation(info) {
+        obj["metadata"]["generation"] = json!(1);
+    }
+    strategy::validate(info, &obj, None)?;
+    let name = meta_str(&obj, "name").to_string();
+    let t = Target {
+        name: Some(name.clone()),
+        ..t.clone()
+    };
+    check_namespace_open(state, &t).await?;
+    let allocated = if info.group.is_empty() && info.kind == "Service" && !dry {
+        allocate_cluster_ip(state, &mut obj).await?
+    } else {
+        None
+    };
+    if dry {
+        return Ok(Reply { code: 201, body: obj });
+    }
+    let ttl = (info.kind == "Event").then_some(EVENT_TTL);
+    match state.store.create(&t.key()?, encode(&obj)?, ttl).await {
+        Ok(kv) => {
+            set_rv(&mut obj, kv.mod_revision);
+            Ok(Reply { code: 201, body: obj })
+        }
+        Err(e) => {
+            if let Some(ip) = allocated {
+                state.service_ips.release(state.store.as_ref(), &ip).await;
+            }
+            let generated = !meta_str(&obj, "generateName").is_empty();
+            Err(match e {
+                store::Error::AlreadyExists { .. } if generated => ApiError::GenerateNameConflict {
+                    resource: t.resource(),
+                    name,
+                    retry_after_seconds: 1,
+                },
+                e => store_error(&t.resource(), &name, e),
+            })
+        }
+    }
+}
+
+async fn allocate_cluster_ip(state: &AppState, obj: &mut Value) -> Result<Option<String>, ApiError> {
+    if obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+        return Ok(None);
+    }
+    let owner = format!("{}/{}", meta_str(obj, "namespace"), meta_str(obj, "name"));
+    let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+    let ip = match requested.as_str() {
+        "None" => {
+            obj["spec"]["clusterIPs"] = json!(["None"]);
+            return Ok(None);
+        }
+        "" => state.service_ips.allocate(state.store.as_ref(), &owner).await?,
+        fixed => {
+            let field = api::FieldPath::new("spec").child("clusterIPs").index(0);
+            let kind = api::GroupKind::new("", "Service");
+            let name = meta_str(obj, "name").to_string();
+            let ip: std::net::Ipv4Addr = fixed.parse().map_err(|_| {
+                ApiError::invalid(&kind, &name, vec![api::FieldError::invalid(&field, fixed, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")])
+            })?;
+            if !state.service_ips.contains(ip) && ip != state.service_ips.first() {
+                return Err(ApiError::invalid(&kind, &name, vec![api::FieldError::invalid(&field, fixed, "failed to allocate IP: the provided IP is not in the valid range")]));
+            }
+            if !state.service_ips.reserve(state.store.as_ref(), ip, &owner).await? {
+                return Err(ApiError::invalid(&kind, &name, vec![api::FieldError::invalid(&field, fixed, "failed to allocate IP: provided IP is already allocated")]));
+            }
+            ip
+        }
+    };
+    let ip = ip.to_string();
+    obj["spec"]["clusterIP"] = json!(ip);
+    obj["spec"]["clusterIPs"] = json!([ip]);
+    obj["spec"]["ipFamilies"] = json!(["IPv4"]);
+    obj["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+    Ok(Some(ip))
+}
+
+/// Continue tokens as upstream: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key suffix>\u0000"}`.
+fn encode_continue(prefix: &str, next_key: &str, rev: i64) -> String {
+    let start = next_key.strip_prefix(prefix).unwrap_or(next_key);
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(prefix: &str, token: &str) -> Result<(String, i64), ApiError> {
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+        return Err(bad());
+    }
+    let rev = v.get("rv").and_then(Value::as_i64).filter(|r| *r > 0).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((format!("{prefix}{start}"), rev))
+}
+
+/// Label and field selectors of a list or watch, checked against the kind.
+pub struct Filter {
+    pub labels: Selector,
+    pub fields: FieldSelector,
+    group: String,
+    kind: String,
+}
+
+impl Filter {
+    pub fn from_query(info: &ResourceInfo, q: &Query) -> Result<Self, ApiError> {
+        let labels = match q.get("labelSelector") {
+            Some(s) => Selector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            None => Selector::everything(),
+        };
+        let fields = match q.get("fieldSelector") {
+            Some(s) => FieldSelector::parse(s)
+                .and_then(|f| f.for_kind(&info.group, &info.kind))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            None => FieldSelector::everything(),
+        };
+        Ok(Self {
+            labels,
+            fields,
+            group: info.group.clone(),
+            kind: info.kind.clone(),
+        })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches_object(obj) && self.fields.matches(&self.group, &self.kind, obj)
+    }
+}
+
+/// Lists a collection as of one revision, in pages when `limit` is given.
+pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Result<Reply, ApiError> {
+    let info = &t.info;
+    let filter = Filter::from_query(info, q)?;
+    let prefix = info
+        .storage_list_prefix(t.namespace.as_deref())
+        .ok_or_else(|| ApiError::MethodNotAllowed { resource: t.resource(), action: "list".into() })?;
+    let limit: usize = match q.get("limit").map(String::as_str) {
+        None | Some("") => 0,
+        Some(l) => l.parse::<i64>().map(|l| l.max(0) as usize).map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
+    };
+    let (mut start_key, mut revision) = (None, None);
+    if let Some(c) = q.get("continue").filter(|c| !c.is_empty()) {
+        let (k, r) = decode_continue(&prefix, c)?;
+        start_key = Some(k);
+        revision = Some(r);
+    } else if q.get("resourceVersionMatch").map(String::as_str) == Some("Exact") {
+        let rv = q.get("resourceVersion").and_then(|r| r.parse::<i64>().ok()).filter(|r| *r > 0).ok_or_else(|| {
+            ApiError::bad_request("resourceVersionMatch: Exact requires a resourceVersion")
+        })?;
+        revision = Some(rv);
+    }
+    let continuing = start_key.is_some();
+    let mut items = Vec::new();
+    let mut list_rev;
+    let mut next: Option<String> = None;
+    let mut remaining = 0;
+    loop {
+        let page = state
+            .store
+            .list(
+                &prefix,
+                store::ListOptions {
+                    revision,
+                    limit: (limit > 0).then_some(limit.max(1)),
+                    start_key: start_key.clone(),
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                store::Error::Compacted { .. } if continuing => ApiError::Expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into()),
+                e => store_error(&t.resource(), "", e),
+            })?;
+        list_rev = page.revision;
+        revision = Some(page.revision);
+        let mut stopped_at = None;
+        for kv in &page.items {
+            if limit > 0 && items.len() >= limit {
+                stopped_at = Some(kv.key.clone());
+                break;
+            }
+            let obj = decode(kv)?;
+            if filter.matches(&obj) {
+                items.push(obj);
+            }
+        }
+        if let Some(k) = stopped_at {
+            next = Some(k);
+            remaining = 1;
+            break;
+        }
+        if !page.more || limit == 0 {
+            break;
+        }
+        if items.len() >= limit {
+            next = page.next_key.clone();
+            remaining = page.remaining;
+            break;
+        }
+        start_key = page.next_key.clone();
+        if start_key.is_none() {
+            break;
+        }
+    }
+    let mut meta = json!({"resourceVersion": list_rev.to_string()});
+    if let Some(k) = &next {
+        meta["continue"] = json!(encode_continue(&prefix, k, list_rev));
+        if filter.labels.is_everything() && filter.fields.is_everything() && remaining > 0 {
+            meta["remainingItemCount"] = json!(remaining);
+        }
+    }
+    match output {
+        Output::Table { beta } => Ok(Reply::ok(table(state, info, &items, meta, q, beta)?)),
+        Output::Json => {
+            for i in &mut items {
+                if let Some(m) = i.as_object_mut() {
+                    m.remove("kind");
+                    m.remove("apiVersion");
+                }
+            }
+            Ok(Reply::ok(json!({
+                "kind": info.list_kind(),
+                "apiVersion": info.api_version(),
+                "metadata": meta,
+                "items": items,
+            })))
+        }
+    }
+}
+
+pub fn table(state: &AppState, info: &ResourceInfo, items: &[Value], meta: Value, q: &Query, beta: bool) -> Result<Value, ApiError> {
+    let include = match q.get("includeObject") {
+        Some(s) => api::IncludeObject::parse(s).ok_or_else(|| ApiError::bad_request(format!("invalid includeObject: {s}")))?,
+        None => api::IncludeObject::default(),
+    };
+    let mut t = api::to_table(&info.group, &info.kind, items, state.now(), include);
+    if let Value::Object(m) = meta {
+        t.metadata = m;
+    }
+    if beta {
+        t.api_version = "meta.k8s.io/v1beta1".into();
+    }
+    Ok(t.to_value())
+}
+
+/// Field-level rules of an update: what the client may not change, what it cannot see.
+fn prepare_update(state: &AppState, info: &ResourceInfo, old: &Value, new: &mut Value, subresource: Option<&str>) {
+    let _ = state;
+    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        match old["metadata"].get(k) {
+            Some(v) => new["metadata"][k] = v.clone(),
+            None => {
+                if let Some(m) = new["metadata"].as_object_mut() {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    if let Some(m) = new["metadata"].as_object_mut() {
+        m.remove("managedFields");
+        m.remove("selfLink");
+    }
+    if info.namespaced {
+        new["metadata"]["namespace"] = old["metadata"]["namespace"].clone();
+    }
+    match subresource {
+        Some("status") => {
+            // A status write owns status only; everything else stays as it was.
+            let status = new.get("status").cloned();
+            let rv = new["metadata"].get("resourceVersion").cloned();
+            *new = old.clone();
+            match status {
+                Some(s) => new["status"] = s,
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            if let Some(rv) = rv {
+                new["metadata"]["resourceVersion"] = rv;
+            }
+        }
+        _ => {
+            if strategy::has_status_subresource(info) && info.kind != "Namespace" {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = new.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            if info.kind == "Namespace" {
+                new["status"] = old.get("status").cloned().unwrap_or_else(|| json!({"phase": "Active"}));
+            }
+        }
+    }
+    strategy::apply_defaults(info, new);
+    if strategy::tracks_generation(info) && strategy::spec_changed(old, new) {
+        let g = old["metadata"].get("generation").and_then(Value::as_i64).unwrap_or(0);
+        new["metadata"]["generation"] = json!(g + 1);
+    }
+}
+
+/// Writes `new` over `old_kv` if nobody else wrote first; deletes instead when the last finalizer of an object
+/// being deleted went away.
+async fn commit_update(state: &AppState, t: &Target, old_kv: &KeyValue, mut new: Value, dry: bool) -> Result<Value, store::Error> {
+    let deleting = !meta_str(&new, "deletionTimestamp").is_empty();
+    let finalizers_left = new["metadata"]
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+        || (t.info.kind == "Namespace"
+            && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()));
+    if dry {
+        return Ok(new);
+    }
+    let key = old_kv.key.clone();
+    if deleting && !finalizers_left {
+        let deleted = state.store.delete(&key, Some(old_kv.mod_revision)).await?;
+        release_resources(state, t, &new).await;
+        set_rv(&mut new, deleted.revision);
+        return Ok(new);
+    }
+    let bytes = encode(&new).map_err(|e| store::Error::Internal(e.to_string()))?;
+    let ttl = (t.info.kind == "Event").then_some(EVENT_TTL);
+    let kv = state.store.update(&key, bytes, old_kv.mod_revision, ttl).await?;
+    set_rv(&mut new, kv.mod_revision);
+    Ok(new)
+}
+
+fn precondition_rv(new: &Value) -> Result<Option<i64>, ApiError> {
+    match meta_str(new, "resourceVersion") {
+        "" => Ok(None),
+        rv => rv
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}"))),
+    }
+}
+
+/// `PUT` of an object or its `status`.
+pub async fn update(state: &AppState, t: &Target, q: &Query, body: Value) -> Result<Reply, ApiError> {
+    let info = &t.info;
+    let mut new = check_type(info, &info.kind, &info.api_version(), body)?;
+    let body_name = meta_str(&new, "name");
+    if body_name.is_empty() {
+        new["metadata"]["name"] = json!(t.name());
+    } else if body_name != t.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            t.name()
+        )));
+    }
+    check_namespace(t, &mut new)?;
+    let dry = dry_run(q)?;
+    let key = t.key()?;
+    let old_kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), t.name(), e))?;
+    let old = decode(&old_kv)?;
+    if let Some(rv) = precondition_rv(&new)?
+        && rv != old_kv.mod_revision
+    {
+        return Err(ApiError::conflict(&t.resource(), t.name()));
+    }
+    prepare_update(state, info, &old, &mut new, t.subresource.as_deref());
+    strategy::validate(info, &new, Some(&old))?;
+    let out = commit_update(state, t, &old_kv, new, dry)
+        .await
+        .map_err(|e| store_error(&t.resource(), t.name(), e))?;
+    Ok(Reply::ok(out))
+}
+
+/// `PATCH`: apply to the current object and write back, retrying when another writer got in between (unless
+/// the patch pins a `resourceVersion`).
+pub async fn patch(state: &AppState, t: &Target, q: &Query, patch_type: PatchType, body: Value) -> Result<Reply, ApiError> {
+    let info = &t.info;
+    if patch_type == PatchType::Apply {
+        return Err(ApiError::UnsupportedMediaType {
+            accepted: PatchType::ALL_CONTENT_TYPES[..3].iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    let dry = dry_run(q)?;
+    let key = t.key()?;
+    for _ in 0..MAX_RETRIES {
+        let old_kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), t.name(), e))?;
+        let old = decode(&old_kv)?;
+        let patched = api::apply_patch(patch_type, &info.group, &info.kind, &old, &body)
+            .map_err(|e| e.to_api_error(&info.group_kind(), t.name()))?;
+        let mut new = check_type(info, &info.kind, &info.api_version(), patched)?;
+        if meta_str(&new, "name") != t.name() {
+            return Err(ApiError::invalid(&info.group_kind(), t.name(), vec![api::FieldError::invalid(
+                &api::FieldPath::new("metadata").child("name"),
+                meta_str(&new, "name"),
+                "field is immutable",
+            )]));
+        }
+        let pinned = precondition_rv(&new)?;
+        if let Some(rv) = pinned
+            && rv != old_kv.mod_revision
+        {
+            return Err(ApiError::conflict(&t.resource(), t.name()));
+        }
+        prepare_update(state, info, &old, &mut new, t.subresource.as_deref());
+        strategy::validate(info, &new, Some(&old))?;
+        match commit_update(state, t, &old_kv, new, dry).await {
+            Ok(out) => return Ok(Reply::ok(out)),
+            Err(store::Error::Conflict { .. }) if pinned.is_none() => continue,
+            Err(e) => return Err(store_error(&t.resource(), t.name(), e)),
+        }
+    }
+    Err(ApiError::conflict(&t.resource(), t.name()))
+}
+
+/// Options of a delete, from the body (`DeleteOptions`) or the query.
+struct DeleteOptions {
+    grace: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    rv: Option<String>,
+    dry: bool,
+}
+
+fn delete_options(q: &Query, body: Option<&Value>) -> Result<DeleteOptions, ApiError> {
+    let b = |k: &str| body.and_then(|b| b.get(k));
+    let grace = match b("gracePeriodSeconds").and_then(Value::as_i64) {
+        Some(g) => Some(g),
+        None => q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()),
+    };
+    let mut propagation = b("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| q.get("propagationPolicy").cloned());
+    if b("orphanDependents").and_then(Value::as_bool) == Some(true) || q.get("orphanDependents").map(String::as_str) == Some("true") {
+        propagation = Some("Orphan".into());
+    }
+    if let Some(p) = &propagation
+        && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+    {
+        return Err(ApiError::bad_request(format!("DeleteOptions.propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+    }
+    let dry_body = b("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace,
+        propagation,
+        uid: b("preconditions").and_then(|p| p.get("uid")).and_then(Value::as_str).map(str::to_string),
+        rv: b("preconditions").and_then(|p| p.get("resourceVersion")).and_then(Value::as_str).map(str::to_string),
+        dry: dry_body || dry_run(q)?,
+    })
+}
+
+/// Frees what an object held outside itself (a Service's cluster IP).
+async fn release_resources(state: &AppState, t: &Target, obj: &Value) {
+    if t.info.group.is_empty() && t.info.kind == "Service"
+        && let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|ip| *ip != "None" && !ip.is_empty())
+    {
+        state.service_ips.release(state.store.as_ref(), ip).await;
+    }
+}
+
+/// `DELETE` of one object: marks it when finalizers (or a graceful pod deletion) must run first, removes it
+/// otherwise.
+pub async fn delete(state: &AppState, t: &Target, q: &Query, body: Option<&Value>) -> Result<Reply, ApiError> {
+    let opts = delete_options(q, body)?;
+    let key = t.key()?;
+    let resource = t.resource();
+    for _ in 0..MAX_RETRIES {
+        let kv = state.store.get(&key).await.map_err(|e| store_error(&resource, t.name(), e))?;
+        let mut obj = decode(&kv)?;
+        if let Some(uid) = &opts.uid
+            && uid != meta_str(&obj, "uid")
+        {
+            return Err(ApiError::Conflict {
+                resource: resource.clone(),
+                name: t.name().into(),
+                reason: format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&obj, "uid")),
+            });
+        }
+        if let Some(rv) = &opts.rv
+            && rv != meta_str(&obj, "resourceVersion")
+        {
+            return Err(ApiError::Conflict {
+                resource: resource.clone(),
+                name: t.name().into(),
+                reason: format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta_str(&obj, "resourceVersion")),
+            });
+        }
+        let now = state.now_string();
+        let mut finalizers: Vec<Value> = obj["metadata"].get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let first_mark = meta_str(&obj, "deletionTimestamp").is_empty();
+        match opts.propagation.as_deref() {
+            Some("Foreground") if first_mark && !finalizers.iter().any(|f| f == "foregroundDeletion") => finalizers.push(json!("foregroundDeletion")),
+            Some("Orphan") if first_mark && !finalizers.iter().any(|f| f == "orphan") => finalizers.push(json!("orphan")),
+            _ => {}
+        }
+        let is_ns = t.info.group.is_empty() && t.info.kind == "Namespace";
+        let ns_finalizers = is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let graceful_pod = t.info.group.is_empty()
+            && t.info.kind == "Pod"
+            && !obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty()
+            && opts.grace != Some(0)
+            && first_mark;
+        if !finalizers.is_empty() || ns_finalizers || graceful_pod {
+            if !first_mark {
+                return Ok(Reply::ok(obj));
+            }
+            let grace = if graceful_pod {
+                opts.grace
+                    .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                    .unwrap_or(30)
+            } else {
+                0
+            };
+            let when = state.now().checked_add(k8s_openapi::jiff::SignedDuration::from_secs(grace)).map(|t| t.to_string()).unwrap_or(now);
+            obj["metadata"]["deletionTimestamp"] = json!(when);
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            if !finalizers.is_empty() {
+                obj["metadata"]["finalizers"] = json!(finalizers);
+            }
+            if is_ns {
+                obj["status"]["phase"] = json!("Terminating");
+            }
+            if opts.dry {
+                return Ok(Reply::ok(obj));
+            }
+            let bytes = encode(&obj)?;
+            match state.store.update(&key, bytes, kv.mod_revision, None).await {
+                Ok(kv) => {
+                    set_rv(&mut obj, kv.mod_revision);
+                    return Ok(Reply::ok(obj));
+                }
+                Err(store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(&resource, t.name(), e)),
+            }
+        }
+        if opts.dry {
+            return Ok(Reply::ok(obj));
+        }
+        match state.store.delete(&key, Some(kv.mod_revision)).await {
+            Ok(d) => {
+                release_resources(state, t, &obj).await;
+                if t.info.kind == "Pod" {
+                    set_rv(&mut obj, d.revision);
+                    return Ok(Reply::ok(obj));
+                }
+                let status = api::Status::success(&resource, t.name(), meta_str(&obj, "uid"));
+                return Ok(Reply::ok(status.to_value()));
+            }
+            Err(store::Error::Conflict { .. }) => continue,
+            Err(store::Error::NotFound { .. }) => return Err(ApiError::not_found(&resource, t.name())),
+            Err(e) => return Err(store_error(&resource, t.name(), e)),
+        }
+    }
+    Err(ApiError::conflict(&resource, t.name()))
+}
+
+/// `DELETE` of a collection: every object the selectors match, one by one.
+pub async fn delete_collection(state: &AppState, t: &Target, q: &Query, body: Option<&Value>) -> Result<Reply, ApiError> {
+    let listed = list(state, t, q, Output::Json).await?;
+    let items = listed.body.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut deleted = Vec::new();
+    for item in items {
+        let target = Target {
+            name: Some(meta_str(&item, "name").to_string()),
+            namespace: Some(meta_str(&item, "namespace").to_string()).filter(|n| !n.is_empty()),
+            ..t.clone()
+        };
+        match delete(state, &target, q, body).await {
+            Ok(_) | Err(ApiError::NotFound { .. }) => deleted.push(item),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Reply::ok(json!({
+        "kind": t.info.list_kind(),
+        "apiVersion": t.info.api_version(),
+        "metadata": listed.body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "items": deleted,
+    })))
+}
+
+/// `autoscaling/v1 Scale` view of a deployment or replica set.
+fn scale_of(obj: &Value) -> Value {
+    let selector = api::Selector::from_label_selector_json(obj.pointer("/spec/selector"))
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta_str(obj, "name"),
+            "namespace": meta_str(obj, "namespace"),
+            "uid": meta_str(obj, "uid"),
+            "resourceVersion": meta_str(obj, "resourceVersion"),
+            "creationTimestamp": meta_str(obj, "creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+/// `GET`/`PUT`/`PATCH` of `.../scale`.
+pub async fn scale(state: &AppState, t: &Target, q: &Query, change: Option<(Option<PatchType>, Value)>) -> Result<Reply, ApiError> {
+    let key = t.key()?;
+    let dry = dry_run(q)?;
+    let gk = api::GroupKind::new("autoscaling", "Scale");
+    for _ in 0..MAX_RETRIES {
+        let kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), t.name(), e))?;
+        let obj = decode(&kv)?;
+        let current = scale_of(&obj);
+        let Some((patch_type, body)) = &change else {
+            return Ok(Reply::ok(current));
+        };
+        let wanted = match patch_type {
+            Some(pt) => api::apply_patch(*pt, "autoscaling", "Scale", &current, body).map_err(|e| e.to_api_error(&gk, t.name()))?,
+            None => check_type(&t.info, "Scale", "autoscaling/v1", body.clone())?,
+        };
+        let pinned = precondition_rv(&wanted)?;
+        if let Some(rv) = pinned
+            && rv != kv.mod_revision
+        {
+            return Err(ApiError::conflict(&t.resource(), t.name()));
+        }
+        let replicas = match wanted.pointer("/spec/replicas") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v.as_i64().filter(|r| *r >= 0 && *r <= i64::from(i32::MAX)).ok_or_else(|| {
+                ApiError::invalid(&gk, t.name(), vec![api::FieldError::invalid(&api::FieldPath::new("spec").child("replicas"), v.clone(), "must be greater than or equal to 0")])
+            })?,
+        };
+        let mut new = obj.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        let plain = Target { subresource: None, ..t.clone() };
+        prepare_update(state, &t.info, &obj, &mut new, None);
+        match commit_update(state, &plain, &kv, new, dry).await {
+            Ok(out) => return Ok(Reply::ok(scale_of(&out))),
+            Err(store::Error::Conflict { .. }) if pinned.is_none() => continue,
+            Err(e) => return Err(store_error(&t.resource(), t.name(), e)),
+        }
+    }
+    Err(ApiError::conflict(&t.resource(), t.name()))
+}
+
+/// `POST pods/<name>/binding` (or `bindings`): assigns the pod to a node once.
+pub async fn bind(state: &AppState, pods: &ResourceInfo, namespace: &str, pod_name: &str, body: Value) -> Result<Reply, ApiError> {
+    let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let gk = api::GroupKind::new("", "Binding");
+    if node.is_empty() {
+        return Err(ApiError::invalid(&gk, pod_name, vec![api::FieldError::required(&api::FieldPath::new("target").child("name"), "")]));
+    }
+    let t = Target { info: pods.clone(), namespace: Some(namespace.into()), name: Some(pod_name.into()), subresource: None };
+    let key = t.key()?;
+    for _ in 0..MAX_RETRIES {
+        let kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), pod_name, e))?;
+        let mut pod = decode(&kv)?;
+        if !meta_str(&pod, "deletionTimestamp").is_empty() {
+            return Err(ApiError::Conflict { resource: t.resource(), name: pod_name.into(), reason: format!("pod {pod_name} is being deleted, cannot be assigned to a host") });
+        }
+        let current = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        if !current.is_empty() {
+            return Err(ApiError::Conflict { resource: t.resource(), name: pod_name.into(), reason: format!("pod {pod_name} is already assigned to node \"{current}\"") });
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        match state.store.update(&key, encode(&pod)?, kv.mod_revision, None).await {
+            Ok(_) => return Ok(Reply { code: 201, body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}) }),
+            Err(store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(&t.resource(), pod_name, e)),
+        }
+    }
+    Err(ApiError::conflict(&t.resource(), pod_name))
+}

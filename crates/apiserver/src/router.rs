@@ -1,0 +1,388 @@
+//! Request entry: one span per request, body limit, authentication and authorization, then the URL decides
+//! between discovery, health, OpenAPI and the REST handlers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use api::{ApiError, PatchType};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::error::error_response;
+use crate::negotiate::{self, Output};
+use crate::rest::{self, Query, Target};
+use crate::security::{Attributes, Decision, UserInfo};
+use crate::state::AppState;
+use crate::{discovery, health, reviews, watch};
+
+/// Upstream's limit on request bodies (`maxRequestBodyBytes`).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The verified client certificate chain of the connection a request came in on (DER).
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Arc<Vec<Vec<u8>>>);
+
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        user = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let resp = async {
+        let resp = match dispatch(&state, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        tracing::Span::current().record("status", resp.status().as_u16());
+        tracing::debug!("served");
+        resp
+    }
+    .instrument(span)
+    .await;
+    resp
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text_response(code: StatusCode, body: String) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut()
+        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+fn not_found_path() -> ApiError {
+    ApiError::NotFound {
+        resource: api::GroupResource::new("", ""),
+        name: String::new(),
+    }
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::RequestEntityTooLarge(format!(
+            "limit is {MAX_BODY_BYTES}"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
+    }
+}
+
+async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_BODY_BYTES
+    {
+        return Err(ApiError::RequestEntityTooLarge(format!("limit is {MAX_BODY_BYTES}")));
+    }
+    let peer = parts.extensions.get::<PeerCertificates>().cloned().unwrap_or_default();
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let user = state.security.authenticate(&peer.0, bearer)?;
+    tracing::Span::current().record("user", user.name.as_str());
+    let query: Query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let method = parts.method.clone();
+    let headers = parts.headers;
+
+    // Non-resource endpoints.
+    let verbose = query.contains_key("verbose");
+    match segs.as_slice() {
+        [] | ["version"] | ["healthz", ..] | ["livez", ..] | ["readyz", ..] | ["openapi", ..] | ["api"] | ["apis"] => {
+            let verb = match method {
+                Method::GET | Method::HEAD => "get",
+                _ => return Err(ApiError::MethodNotAllowed { resource: api::GroupResource::new("", ""), action: method.to_string() }),
+            };
+            authorize(state, non_resource(&user, verb, &path))?;
+        }
+        _ => {}
+    }
+    match segs.as_slice() {
+        [] => {
+            let paths: Vec<String> = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v2", "/openapi/v3"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(state.registry.group_versions().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| format!("/apis/{g}/{v}")))
+                .collect();
+            return Ok(json_response(200, &serde_json::json!({"paths": paths})));
+        }
+        ["version"] => return Ok(json_response(200, &discovery::version())),
+        [ep @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
+            let only = rest.first().copied();
+            return Ok(match health::check(state, ep, only, verbose).await {
+                Ok((true, body)) => text_response(StatusCode::OK, body),
+                Ok((false, body)) => text_response(StatusCode::SERVICE_UNAVAILABLE, body),
+                Err(_) => return Err(not_found_path()),
+            });
+        }
+        ["openapi", rest @ ..] => return crate::openapi_routes::serve(state, rest, &headers),
+        ["api"] => {
+            if let Some(v) = negotiate::aggregated_discovery(&headers) {
+                return Ok(aggregated_response(&discovery::aggregated(&state.registry, true, v), v));
+            }
+            return Ok(json_response(200, &discovery::core_versions()));
+        }
+        ["apis"] => {
+            if let Some(v) = negotiate::aggregated_discovery(&headers) {
+                return Ok(aggregated_response(&discovery::aggregated(&state.registry, false, v), v));
+            }
+            return Ok(json_response(200, &discovery::group_list(&state.registry)));
+        }
+        ["api", "v1"] => {
+            authorize(state, non_resource(&user, "get", &path))?;
+            return discovery::resource_list(&state.registry, "", "v1").map(|d| json_response(200, &d)).ok_or_else(not_found_path);
+        }
+        ["apis", g] => {
+            authorize(state, non_resource(&user, "get", &path))?;
+            return discovery::group(&state.registry, g).map(|d| json_response(200, &d)).ok_or_else(not_found_path);
+        }
+        ["apis", g, v] => {
+            authorize(state, non_resource(&user, "get", &path))?;
+            return discovery::resource_list(&state.registry, g, v).map(|d| json_response(200, &d)).ok_or_else(not_found_path);
+        }
+        _ => {}
+    }
+
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(not_found_path()),
+    };
+    let (legacy_watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        _ => (false, rest),
+    };
+    let find = |plural: &str| {
+        state
+            .registry
+            .by_gvr(&api::GroupVersionResource::new(group, version, plural))
+            .cloned()
+    };
+    let (namespace, plural, name, sub) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {
+            (Some(ns.to_string()), *plural, tail.first().copied(), tail.get(1).copied())
+        }
+        [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
+        [] => return Err(not_found_path()),
+    };
+    if rest.len() > 5 || (namespace.is_none() && rest.len() > 3) {
+        return Err(not_found_path());
+    }
+    let info = find(plural).ok_or_else(not_found_path)?;
+    let is_watch = legacy_watch || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = match (&method, name.is_some()) {
+        (&Method::GET | &Method::HEAD, true) if is_watch => "watch",
+        (&Method::GET | &Method::HEAD, true) => "get",
+        (&Method::GET | &Method::HEAD, false) if is_watch => "watch",
+        (&Method::GET | &Method::HEAD, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => return Err(ApiError::MethodNotAllowed { resource: info.group_resource(), action: method.to_string() }),
+    };
+    let target = Target {
+        info: info.clone(),
+        namespace: namespace.clone(),
+        name: name.map(str::to_string),
+        subresource: sub.map(str::to_string),
+    };
+    authorize(
+        state,
+        Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            namespace: namespace.clone().unwrap_or_default(),
+            api_group: group.into(),
+            api_version: version.into(),
+            resource: plural.into(),
+            subresource: sub.unwrap_or("").into(),
+            name: name.unwrap_or("").into(),
+            resource_request: true,
+            path: path.clone(),
+        },
+    )?;
+    let allowed = match sub {
+        None => info.supports_verb(verb),
+        Some(s) => info.subresource(s).is_some_and(|sr| sr.verbs.iter().any(|v| v == verb)),
+    };
+    if !allowed {
+        if let Some(s) = sub
+            && info.subresource(s).is_none()
+        {
+            return Err(not_found_path());
+        }
+        return Err(ApiError::MethodNotAllowed {
+            resource: info.group_resource(),
+            action: verb.into(),
+        });
+    }
+    let output = match verb {
+        "watch" => Output::Json,
+        _ => negotiate::output(&headers)?,
+    };
+    let needs_body = matches!(verb, "create" | "update" | "patch");
+    let raw = read_body(body).await?;
+    let parsed: Option<Value> = if needs_body {
+        Some(negotiate::decode_body(&headers, &raw)?)
+    } else if !raw.is_empty() && matches!(verb, "delete" | "deletecollection") {
+        negotiate::decode_body(&headers, &raw).ok()
+    } else {
+        None
+    };
+    let warn = field_validation(&query)?;
+    let _ = warn;
+
+    // Reviews are never stored: they are answered.
+    if info.storage_prefix.is_none() {
+        let body = parsed.unwrap_or(Value::Null);
+        let reply = reviews::create(state, &info, &user, body)?;
+        return Ok(json_response(reply.code, &reply.body));
+    }
+
+    let reply = match (verb, sub) {
+        ("watch", None) => return watch::watch(state, &target, &query).await,
+        ("get", None) => rest::get(state, &target).await?,
+        ("get", Some("status")) => rest::get(state, &target).await?,
+        ("list", None) => rest::list(state, &target, &query, output).await?,
+        ("create", None) => rest::create(state, &target, &query, parsed.unwrap_or(Value::Null)).await?,
+        ("create", Some("binding")) => {
+            let ns = namespace.clone().unwrap_or_default();
+            rest::bind(state, &info, &ns, name.unwrap_or(""), parsed.unwrap_or(Value::Null)).await?
+        }
+        ("update", None | Some("status")) => rest::update(state, &target, &query, parsed.unwrap_or(Value::Null)).await?,
+        ("patch", None | Some("status")) => {
+            let pt = patch_type(&headers)?;
+            rest::patch(state, &target, &query, pt, parsed.unwrap_or(Value::Null)).await?
+        }
+        ("get", Some("scale")) => rest::scale(state, &target, &query, None).await?,
+        ("update", Some("scale")) => rest::scale(state, &target, &query, Some((None, parsed.unwrap_or(Value::Null)))).await?,
+        ("patch", Some("scale")) => {
+            let pt = patch_type(&headers)?;
+            rest::scale(state, &target, &query, Some((Some(pt), parsed.unwrap_or(Value::Null)))).await?
+        }
+        ("create", Some("token")) => reviews::token_request(state, &target, parsed.unwrap_or(Value::Null))?,
+        ("update" | "patch", Some("approval")) => {
+            let t = Target { subresource: Some("status".into()), ..target.clone() };
+            match verb {
+                "update" => rest::update(state, &t, &query, parsed.unwrap_or(Value::Null)).await?,
+                _ => rest::patch(state, &t, &query, patch_type(&headers)?, parsed.unwrap_or(Value::Null)).await?,
+            }
+        }
+        ("delete", None) => rest::delete(state, &target, &query, parsed.as_ref()).await?,
+        ("deletecollection", None) => rest::delete_collection(state, &target, &query, parsed.as_ref()).await?,
+        _ => {
+            return Err(ApiError::MethodNotAllowed {
+                resource: info.group_resource(),
+                action: verb.into(),
+            });
+        }
+    };
+    let body = match (output, verb, sub) {
+        (Output::Table { beta }, "get" | "create" | "update" | "patch", None) => {
+            rest::table(state, &info, std::slice::from_ref(&reply.body), serde_json::json!({"resourceVersion": reply.body["metadata"]["resourceVersion"].clone()}), &query, beta)?
+        }
+        _ => reply.body,
+    };
+    Ok(json_response(reply.code, &body))
+}
+
+fn field_validation(q: &Query) -> Result<&'static str, ApiError> {
+    match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => Ok("Warn"),
+        Some("Strict") => Ok("Strict"),
+        Some("Ignore") => Ok("Ignore"),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got \"{other}\""
+        ))),
+    }
+}
+
+fn patch_type(headers: &http::HeaderMap) -> Result<PatchType, ApiError> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(PatchType::from_content_type)
+        .ok_or_else(|| ApiError::UnsupportedMediaType {
+            accepted: PatchType::ALL_CONTENT_TYPES.iter().map(|s| s.to_string()).collect(),
+        })
+}
+
+fn aggregated_response(body: &Value, version: &str) -> Response {
+    let mut resp = json_response(200, body);
+    let ct = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn non_resource(user: &UserInfo, verb: &str, path: &str) -> Attributes {
+    Attributes {
+        user: user.clone(),
+        verb: verb.into(),
+        path: path.into(),
+        resource_request: false,
+        ..Default::default()
+    }
+}
+
+fn authorize(state: &AppState, attrs: Attributes) -> Result<(), ApiError> {
+    match state.security.authorize(&attrs) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(forbidden(&attrs, reason)),
+        Decision::NoOpinion => Err(forbidden(&attrs, String::new())),
+    }
+}
+
+fn forbidden(attrs: &Attributes, reason: String) -> ApiError {
+    let user = attrs.user.name.clone();
+    let denied = if attrs.resource_request {
+        api::DeniedRequest::Resource {
+            user,
+            verb: attrs.verb.clone(),
+            group: attrs.api_group.clone(),
+            resource: attrs.resource.clone(),
+            subresource: attrs.subresource.clone(),
+            name: attrs.name.clone(),
+            namespace: attrs.namespace.clone(),
+        }
+    } else {
+        api::DeniedRequest::NonResource { user, verb: attrs.verb.clone(), path: attrs.path.clone() }
+    };
+    ApiError::Forbidden { denied, reason }
+}

@@ -1,0 +1,43 @@
+//! What every request handler shares. Nothing here is cluster state: objects, revisions and IP allocations all
+//! live in the store, so several API servers on one etcd serve one cluster.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use k8s_openapi::jiff::Timestamp;
+use store::{Clock, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::ipalloc::ServiceIpRange;
+use crate::security::Security;
+
+/// Shared by all requests; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<api::Registry>,
+    pub config: Arc<ServerConfig>,
+    pub service_ips: Arc<ServiceIpRange>,
+    pub security: Arc<Security>,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled on shutdown so that watches end and connections can drain.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn now(&self) -> Timestamp {
+        let secs = self
+            .clock
+            .now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// RFC 3339 with second precision, as `metav1.Time` serializes.
+    pub fn now_string(&self) -> String {
+        self.now().to_string()
+    }
+}
