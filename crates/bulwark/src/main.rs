@@ -3,8 +3,8 @@
 //! It dispatches on the name it was invoked as (`kubeadm`, `kubelet`, `kube-apiserver`, ... as symlinks made by
 //! `bulwark install`) and otherwise on its first argument (`bulwark kubeadm init ...`, `bulwark init ...`).
 
-mod apiserver_cli;
 mod kubeadm_cli;
+mod kubelet_cli;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("BULWARK_LOG"))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let invoked = args
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
     };
     match personality.as_str() {
         "kubeadm" => kubeadm_cli::main(args),
-        "kube-apiserver" => apiserver_cli::main(args),
+        "kubelet" => kubelet_cli::main(args),
         other => not_built(other),
     }
 }
@@ -84,6 +85,9 @@ enum BulwarkCommand {
     Up,
     /// Tear down the local HA lab.
     Down,
+    /// The per-container shim the kubelet starts (internal).
+    #[command(hide = true)]
+    ContainerShim { dir: PathBuf },
 }
 
 /// `bulwark <command>`: bulwark's own commands, or kubeadm's (`bulwark init ...` is `kubeadm init ...`).
@@ -114,6 +118,7 @@ fn bulwark_command(args: Vec<OsString>) -> ExitCode {
         BulwarkCommand::Lb => not_built("bulwark lb"),
         BulwarkCommand::Up => not_built("bulwark up"),
         BulwarkCommand::Down => not_built("bulwark down"),
+        BulwarkCommand::ContainerShim { dir } => kubelet_cli::shim(dir),
     }
 }
 

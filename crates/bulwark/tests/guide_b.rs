@@ -2,6 +2,7 @@
 //! three hosts in network namespaces, certificates made on HOST0 and copied out, a static pod manifest per host,
 //! and Debian's real etcd started from that manifest as a kubelet would. The cluster must report healthy to
 //! etcdctl with the certificates the guide names.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 mod common;
 

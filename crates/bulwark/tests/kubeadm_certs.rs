@@ -1,5 +1,6 @@
 //! `kubeadm init phase certs|kubeconfig`, `certs ...` and `token generate` through the real binary, checked with
 //! openssl and kubectl, which nobody here wrote.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 mod common;
 
@@ -657,13 +658,14 @@ fn personalities_dispatch_on_argv0_and_unbuilt_ones_say_so() {
         .output()
         .unwrap());
     assert_eq!(version.trim(), "v1.33.0");
-    for name in [
-        "kubelet",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kubefedctl",
-    ] {
+    for name in ["kubelet", "kube-apiserver"] {
+        let help = ok(Command::new(dir.path().join(name))
+            .arg("--help")
+            .output()
+            .unwrap());
+        assert!(help.contains("Usage:"), "{name}: {help}");
+    }
+    for name in ["kube-controller-manager", "kube-scheduler", "kubefedctl"] {
         let link = dir.path().join(name);
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         let err = fails(Command::new(&link).output().unwrap());

@@ -1,6 +1,6 @@
 //! Fixtures for the binary's scenario tests: running `bulwark`, finding real tools, hosts in network namespaces,
 //! polling with a deadline.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

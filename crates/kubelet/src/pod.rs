@@ -1,0 +1,466 @@
+//! Static pods: reading the manifest directory, the UID a static pod gets, and turning a container of a pod into
+//! what the process runtime starts (command resolved on PATH, environment, working directory, user and group, and
+//! hostPath volumes mapped below the node's root directory).
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A pod the kubelet should run, with what it needs to know about where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPod {
+    pub pod: Pod,
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// The manifest file, for messages.
+    pub source: PathBuf,
+}
+
+impl DesiredPod {
+    /// `<namespace>_<name>_<uid>`, the directory name upstream uses under `/var/log/pods`.
+    pub fn log_dir_name(&self) -> String {
+        format!("{}_{}_{}", self.namespace, self.name, self.uid)
+    }
+
+    pub fn containers(&self) -> &[Container] {
+        self.pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default()
+    }
+
+    pub fn restart_policy(&self) -> &str {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or("Always")
+    }
+
+    pub fn grace_period_secs(&self) -> u64 {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(30)
+    }
+}
+
+/// A manifest that could not be used, reported and skipped while the others run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Reads every `*.yaml`, `*.yml` and `*.json` file of the manifest directory (hidden files are ignored, as
+/// upstream does), as static pods of `node_name`.
+pub fn read_manifests(dir: &Path, node_name: &str) -> (Vec<DesiredPod>, Vec<ManifestError>) {
+    let mut pods = Vec::new();
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (pods, errors),
+        Err(e) => {
+            errors.push(ManifestError {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            });
+            return (pods, errors);
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_manifest = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
+        if name.starts_with('.') || !is_manifest || !path.is_file() {
+            continue;
+        }
+        match read_manifest(&path, node_name) {
+            Ok(pod) => pods.push(pod),
+            Err(reason) => errors.push(ManifestError { path, reason }),
+        }
+    }
+    // Two manifests naming the same pod: the first (by file name) wins, as a duplicate name would in the API.
+    let mut seen = std::collections::BTreeSet::new();
+    pods.retain(|p| {
+        let fresh = seen.insert((p.namespace.clone(), p.name.clone()));
+        if !fresh {
+            errors.push(ManifestError {
+                path: p.source.clone(),
+                reason: format!(
+                    "duplicate pod {}/{} (already defined by another manifest)",
+                    p.namespace, p.name
+                ),
+            });
+        }
+        fresh
+    });
+    (pods, errors)
+}
+
+fn read_manifest(path: &Path, node_name: &str) -> Result<DesiredPod, String> {
+    let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut pod: Pod = serde_yaml::from_slice(&text).map_err(|e| format!("invalid pod manifest: {e}"))?;
+    let kind_ok = pod_kind_is_pod(&text);
+    if !kind_ok {
+        return Err("not a Pod (apiVersion: v1, kind: Pod)".into());
+    }
+    let base = pod
+        .metadata
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or("metadata.name is required")?;
+    let spec = pod.spec.as_ref().ok_or("spec is required")?;
+    if spec.containers.is_empty() {
+        return Err("spec.containers: at least one container is required".into());
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        if c.name.is_empty() {
+            return Err(format!("spec.containers[{i}].name is required"));
+        }
+    }
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
+    // Upstream names static pods `<name>-<node>` and derives the UID from the manifest's content, so an edit
+    // replaces the pod and an unchanged file keeps it.
+    let name = format!("{base}-{node_name}");
+    let mut hasher = Sha256::new();
+    hasher.update(&text);
+    hasher.update(node_name.as_bytes());
+    let uid = hex::encode(&hasher.finalize()[..16]);
+    pod.metadata.name = Some(name.clone());
+    pod.metadata.namespace = Some(namespace.clone());
+    pod.metadata.uid = Some(uid.clone());
+    Ok(DesiredPod {
+        pod,
+        uid,
+        namespace,
+        name,
+        source: path.to_path_buf(),
+    })
+}
+
+fn pod_kind_is_pod(text: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct TypeMeta {
+        #[serde(rename = "apiVersion", default)]
+        api_version: String,
+        #[serde(default)]
+        kind: String,
+    }
+    serde_yaml::from_slice::<TypeMeta>(text).is_ok_and(|t| t.api_version == "v1" && t.kind == "Pod")
+}
+
+/// Why a container cannot be started by the process runtime; reported as the container's waiting reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What the process runtime starts for one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Maps container paths to host paths: a hostPath volume mounted at `mountPath` is the host's `<rootfs>/<path>`.
+/// Without mount namespaces the process sees the host's filesystem, so paths in its arguments are rewritten.
+pub fn path_mapping(pod: &Pod, container: &Container, rootfs: &Path) -> Vec<(String, String)> {
+    let volumes: BTreeMap<&str, &str> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| v.host_path.as_ref().map(|h| (v.name.as_str(), h.path.as_str())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut mapping: Vec<(String, String)> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let host = volumes.get(m.name.as_str())?;
+            let host = rootfs.join(host.trim_start_matches('/')).display().to_string();
+            (host != m.mount_path).then(|| (m.mount_path.trim_end_matches('/').to_string(), host))
+        })
+        .collect();
+    // Longest mount path first, so nested mounts win over their parents.
+    mapping.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
+    mapping
+}
+
+/// Rewrites every occurrence of a mapped container path (at a path boundary) in `value`.
+pub fn map_paths(value: &str, mapping: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    'outer: while !rest.is_empty() {
+        for (mount, host) in mapping {
+            if let Some(after) = rest.strip_prefix(mount.as_str()) {
+                let boundary_before = out.is_empty() || out.ends_with(['=', ',', ':', ' ', '"', '\'']);
+                let boundary_after = after.is_empty() || after.starts_with(['/', ',', ':', ' ', '"', '\'']);
+                if boundary_before && boundary_after {
+                    out.push_str(host);
+                    rest = after;
+                    continue 'outer;
+                }
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
+/// Resolves a program name against `path` (a PATH value), as a shell would.
+pub fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| {
+                m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+}
+
+/// The process for `container` of `pod`, or why there can't be one.
+pub fn process_spec(
+    pod: &DesiredPod,
+    container: &Container,
+    rootfs: &Path,
+    path_env: &str,
+) -> Result<ProcessSpec, ConfigError> {
+    let mapping = path_mapping(&pod.pod, container, rootfs);
+    let mut argv: Vec<String> = container.command.clone().unwrap_or_default();
+    argv.extend(container.args.clone().unwrap_or_default());
+    let Some(program) = argv.first().cloned() else {
+        return Err(ConfigError {
+            reason: "CreateContainerConfigError",
+            message: format!(
+                "container {:?} has no command: bulwark's process runtime runs a container's command on the host and cannot run an image's entrypoint",
+                container.name
+            ),
+        });
+    };
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), path_env.into()),
+        ("HOSTNAME".into(), pod.name.clone()),
+    ];
+    for var in container.env.iter().flatten() {
+        match (&var.value, &var.value_from) {
+            (_, Some(_)) => {
+                return Err(ConfigError {
+                    reason: "CreateContainerConfigError",
+                    message: format!("env {:?}: valueFrom is not supported for static pods", var.name),
+                });
+            }
+            (value, None) => {
+                let value = expand_env(value.as_deref().unwrap_or_default(), &env);
+                env.retain(|(k, _)| k != &var.name);
+                env.push((var.name.clone(), map_paths(&value, &mapping)));
+            }
+        }
+    }
+    // $(VAR) references in command and args expand from the container's environment, as upstream does.
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| map_paths(&expand_env(a, &env), &mapping))
+        .collect();
+    let resolved = resolve_program(&argv[0], path_env).ok_or_else(|| ConfigError {
+        reason: "CreateContainerError",
+        message: format!("executable {program:?} not found in $PATH ({path_env})"),
+    })?;
+    let mut argv = argv;
+    argv[0] = resolved.display().to_string();
+    let security = container.security_context.as_ref();
+    let pod_security = pod.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let uid = security
+        .and_then(|s| s.run_as_user)
+        .or(pod_security.and_then(|s| s.run_as_user));
+    let gid = security
+        .and_then(|s| s.run_as_group)
+        .or(pod_security.and_then(|s| s.run_as_group));
+    Ok(ProcessSpec {
+        argv,
+        env,
+        working_dir: container
+            .working_dir
+            .as_ref()
+            .map(|d| PathBuf::from(map_paths(d, &mapping))),
+        uid: uid.and_then(|u| u32::try_from(u).ok()),
+        gid: gid.and_then(|g| u32::try_from(g).ok()),
+    })
+}
+
+/// `$(NAME)` expands to the variable's value, `$$` escapes; unknown references stay as written (upstream's rule).
+fn expand_env(value: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(idx) = rest.find('$') {
+        out.push_str(&rest[..idx]);
+        let after = &rest[idx + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            match inner.find(')') {
+                Some(end) => {
+                    let name = &inner[..end];
+                    match env.iter().rev().find(|(k, _)| k == name) {
+                        Some((_, v)) => out.push_str(v),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &inner[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = inner;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ETCD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - name: etcd
+    command: [sh, --cert-file=/etc/kubernetes/pki/etcd/server.crt, --data-dir=/var/lib/etcd]
+    env:
+    - {name: A, value: one}
+    - {name: B, value: "$(A)-two"}
+    args: ["$(B)", "$$(A)"]
+    volumeMounts:
+    - {name: etcd-certs, mountPath: /etc/kubernetes/pki/etcd}
+    - {name: etcd-data, mountPath: /var/lib/etcd}
+  volumes:
+  - {name: etcd-certs, hostPath: {path: /etc/kubernetes/pki/etcd}}
+  - {name: etcd-data, hostPath: {path: /var/lib/etcd}}
+"#;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn manifests_become_static_pods_named_after_the_node_and_bad_ones_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "etcd.yaml", ETCD);
+        write(
+            dir.path(),
+            "broken.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: [\n",
+        );
+        write(
+            dir.path(),
+            "deployment.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+        );
+        write(dir.path(), ".hidden.yaml", ETCD);
+        write(dir.path(), "notes.txt", "ignored");
+        let (pods, errors) = read_manifests(dir.path(), "node-a");
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].name, "etcd-node-a");
+        assert_eq!(pods[0].namespace, "kube-system");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path.ends_with("broken.yaml") && e.reason.contains("invalid pod manifest"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path.ends_with("deployment.yaml") && e.reason.contains("not a Pod"))
+        );
+    }
+
+    #[test]
+    fn a_changed_manifest_gets_a_new_uid_and_an_unchanged_one_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "etcd.yaml", ETCD);
+        let first = read_manifests(dir.path(), "n").0[0].uid.clone();
+        assert_eq!(read_manifests(dir.path(), "n").0[0].uid, first);
+        write(dir.path(), "etcd.yaml", &ETCD.replace("one", "uno"));
+        assert_ne!(read_manifests(dir.path(), "n").0[0].uid, first);
+    }
+
+    #[test]
+    fn host_paths_map_below_the_root_and_env_references_expand() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "etcd.yaml", ETCD);
+        let pod = read_manifests(dir.path(), "n").0.remove(0);
+        let spec = process_spec(&pod, &pod.containers()[0], Path::new("/node1"), "/usr/bin:/bin").unwrap();
+        assert!(spec.argv[0].ends_with("/sh"), "{:?}", spec.argv);
+        assert_eq!(
+            spec.argv[1],
+            "--cert-file=/node1/etc/kubernetes/pki/etcd/server.crt"
+        );
+        assert_eq!(spec.argv[2], "--data-dir=/node1/var/lib/etcd");
+        assert_eq!(spec.argv[3], "one-two");
+        assert_eq!(spec.argv[4], "$(A)");
+        let same = process_spec(&pod, &pod.containers()[0], Path::new("/"), "/usr/bin:/bin").unwrap();
+        assert_eq!(same.argv[1], "--cert-file=/etc/kubernetes/pki/etcd/server.crt");
+    }
+
+    #[test]
+    fn a_container_without_a_command_or_with_an_unknown_program_gets_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "p.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: nginx}\n  - {name: d, command: [no-such-program-xyz]}\n",
+        );
+        let pod = read_manifests(dir.path(), "n").0.remove(0);
+        let err = process_spec(&pod, &pod.containers()[0], Path::new("/"), "/usr/bin").unwrap_err();
+        assert_eq!(err.reason, "CreateContainerConfigError");
+        assert!(err.message.contains("has no command"), "{}", err.message);
+        let err = process_spec(&pod, &pod.containers()[1], Path::new("/"), "/usr/bin").unwrap_err();
+        assert!(err.message.contains("not found in $PATH"), "{}", err.message);
+    }
+}
