@@ -3,6 +3,7 @@
 //! It dispatches on the name it was invoked as (`kubeadm`, `kubelet`, `kube-apiserver`, ... as symlinks made by
 //! `bulwark install`) and otherwise on its first argument (`bulwark kubeadm init ...`, `bulwark init ...`).
 
+mod apiserver_cli;
 mod kubeadm_cli;
 mod kubelet_cli;
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
     };
     match personality.as_str() {
         "kubeadm" => kubeadm_cli::main(args),
+        "kube-apiserver" => apiserver_cli::main(args),
         "kubelet" => kubelet_cli::main(args),
         other => not_built(other),
     }
