@@ -18,8 +18,12 @@
 //! with `authorizers::build`, seed storage with [`bootstrap_policy`], and turn a denial into a 403 with
 //! [`forbidden`].
 
+pub mod authorizers;
 pub mod bootstrap;
+pub mod node;
 pub mod objects;
+pub mod policy;
+pub mod rbac;
 pub mod serviceaccount;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -175,5 +179,5 @@ pub fn forbidden(attrs: &Attributes, reason: &str) -> api::ApiError {
 /// objects (`rbac.authorization.k8s.io/v1`), labelled `kubernetes.io/bootstrapping: rbac-defaults` and annotated
 /// `rbac.authorization.kubernetes.io/autoupdate: "true"`. The server creates the missing ones at startup.
 pub fn bootstrap_policy() -> Vec<serde_json::Value> {
-    Vec::new()
+    policy::bootstrap_policy()
 }
