@@ -118,6 +118,42 @@ impl Drop for Proc {
     }
 }
 
+/// Kills every container (and its shim) a kubelet started below `rootfs`: containers outlive kubelets by design,
+/// so tests stop their own.
+pub struct Containers(pub PathBuf);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        fn pid_files(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pid_files(&path, out);
+                } else if path
+                    .file_name()
+                    .is_some_and(|n| n == "container.pid" || n == "shim.pid")
+                {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        pid_files(&self.0.join("var/lib/kubelet/bulwark/containers"), &mut files);
+        for file in files {
+            if let Ok(pid) = std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .trim()
+                .parse::<i32>()
+            {
+                let _ = Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 static NEXT_NET: AtomicUsize = AtomicUsize::new(0);
 
 /// Hosts in network namespaces, wired to one bridge that lives in a namespace of its own, so nothing touches the
