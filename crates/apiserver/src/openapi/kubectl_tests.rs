@@ -116,10 +116,10 @@ fn serve_connection(stream: TcpStream, served: &Served) -> std::io::Result<()> {
             if line.trim().is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("accept") {
-                    accept = value.trim().to_owned();
-                }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("accept")
+            {
+                accept = value.trim().to_owned();
             }
         }
         let (code, content_type, body) = served.respond(&target, &accept);

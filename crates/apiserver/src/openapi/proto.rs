@@ -221,7 +221,7 @@ pub mod parameter {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Oneof {
         #[prost(message, tag = "1")]
-        BodyParameter(super::BodyParameter),
+        BodyParameter(Box<super::BodyParameter>),
         #[prost(message, tag = "2")]
         NonBodyParameter(super::NonBodyParameter),
     }
@@ -468,13 +468,13 @@ fn parameters(v: &Value) -> Vec<ParametersItem> {
         .iter()
         .filter_map(|p| {
             let oneof = match p.get("in").and_then(Value::as_str) {
-                Some("body") => parameter::Oneof::BodyParameter(BodyParameter {
+                Some("body") => parameter::Oneof::BodyParameter(Box::new(BodyParameter {
                     description: string(p, "description"),
                     name: string(p, "name"),
                     r#in: "body".into(),
                     required: p.get("required").and_then(Value::as_bool).unwrap_or_default(),
                     schema: p.get("schema").map(schema),
-                }),
+                })),
                 Some("path") => parameter::Oneof::NonBodyParameter(NonBodyParameter {
                     path_parameter_sub_schema: Some(PathParameterSubSchema {
                         required: true,

@@ -159,10 +159,11 @@ pub fn v3_definition(name: &str, schema: &Value) -> Value {
 fn wrap_refs(v: &mut Value) {
     match v {
         Value::Object(o) => {
-            if o.len() > 1 && matches!(o.get("$ref"), Some(Value::String(_))) {
-                if let Some(r) = o.remove("$ref") {
-                    o.insert("allOf".into(), json!([{"$ref": r}]));
-                }
+            if o.len() > 1
+                && matches!(o.get("$ref"), Some(Value::String(_)))
+                && let Some(r) = o.remove("$ref")
+            {
+                o.insert("allOf".into(), json!([{"$ref": r}]));
             }
             for (k, sub) in o.iter_mut() {
                 // A property literally named `$ref` (JSONSchemaProps has one) is a schema, not a reference.
