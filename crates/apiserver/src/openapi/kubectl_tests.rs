@@ -312,3 +312,55 @@ fn kubectl_1_33_explains_pod_containers_from_the_v3_documents() {
     assert!(out.status.success(), "{t}");
     assert!(t.contains("GROUP:      apps"), "{t}");
 }
+
+#[test]
+fn kubectl_1_20_client_side_apply_validates_against_the_v2_schemas() {
+    let Some(binary) = kubectl_1_20() else {
+        return;
+    };
+    let kubectl = Kubectl::new(binary, &start_server());
+    let file = kubectl.write("deploy.yaml", DEPLOYMENT);
+    let out = kubectl.run(&[
+        "apply",
+        "--dry-run=client",
+        "--validate=true",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("deployment.apps/web created (dry run)"), "{t}");
+}
+
+#[test]
+fn kubectl_1_33_validates_manifests_client_side() {
+    let Some(binary) = kubectl_newest() else {
+        return;
+    };
+    let kubectl = Kubectl::new(binary, &start_server());
+    let file = kubectl.write("pod.yaml", VALID_POD);
+    let out = kubectl.run(&[
+        "create",
+        "--dry-run=client",
+        "--validate=true",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let file = kubectl.write("bad.yaml", POD_WITH_UNKNOWN_FIELD);
+    let out = kubectl.run(&[
+        "create",
+        "--dry-run=client",
+        "--validate=true",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    // The server advertises no `fieldValidation` parameter, so kubectl validates client-side.
+    assert!(
+        t.contains(r#"ValidationError(Pod.spec): unknown field "foo""#),
+        "{t}"
+    );
+}

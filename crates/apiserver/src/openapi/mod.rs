@@ -178,9 +178,10 @@ pub fn v2_protobuf(registry: &Registry) -> Vec<u8> {
     documents(registry).v2_protobuf.clone()
 }
 
-/// The quoted ETag of the v2 document (both encodings, as upstream).
+/// The ETag value of the v2 document, without the quotes the header adds (the same for both
+/// encodings, as upstream): upper-case hex SHA-512 of the JSON form.
 pub fn v2_etag(registry: &Registry) -> String {
-    format!("\"{}\"", documents(registry).v2_hash)
+    documents(registry).v2_hash.clone()
 }
 
 /// The `/openapi/v3` index: `{"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=..."}}}`.
