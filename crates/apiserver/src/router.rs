@@ -251,10 +251,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             action: verb.into(),
         });
     }
-    let output = match verb {
-        "watch" => Output::Json,
-        _ => negotiate::output(&headers)?,
-    };
+    let output = negotiate::output(&headers)?;
     let needs_body = matches!(verb, "create" | "update" | "patch");
     let raw = read_body(body).await?;
     let parsed: Option<Value> = if needs_body {
@@ -275,7 +272,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     }
 
     let reply = match (verb, sub) {
-        ("watch", None) => return watch::watch(state, &target, &query).await,
+        ("watch", None) => return watch::watch(state, &target, &query, output).await,
         ("get", None) => rest::get(state, &target).await?,
         ("get", Some("status")) => rest::get(state, &target).await?,
         ("list", None) => rest::list(state, &target, &query, output).await?,

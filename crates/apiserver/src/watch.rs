@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use store::{EventKind, WatchOptions};
 use tokio::sync::mpsc;
 
+use crate::negotiate::Output;
 use crate::rest::{Filter, Query, Target, decode, set_rv};
 use crate::state::AppState;
 
@@ -31,7 +32,7 @@ fn error_event(err: &ApiError) -> Bytes {
 }
 
 /// Starts the watch; errors before the stream starts (bad selectors, unreadable revision) are returned as such.
-pub async fn watch(state: &AppState, t: &Target, q: &Query) -> Result<Response, ApiError> {
+pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> Result<Response, ApiError> {
     let info = t.info.clone();
     let filter = Filter::from_query(&info, q)?;
     let single_name = t.name.clone();
@@ -92,12 +93,25 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query) -> Result<Response, 
     let shutdown = state.shutdown.clone();
     let kind = info.kind.clone();
     let api_version = info.api_version();
+    let render_state = state.clone();
+    let query = q.clone();
+    // kubectl get -w asks for Table events: each object becomes a one-row Table.
+    let render = move |obj: &Value| -> Value {
+        match output {
+            Output::Table { beta } => {
+                let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
+                crate::rest::table(&render_state, &info, std::slice::from_ref(obj), meta, &query, beta)
+                    .unwrap_or_else(|_| obj.clone())
+            }
+            Output::Json => obj.clone(),
+        }
+    };
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut last_rev = start_rev;
         for obj in &initial {
-            if tx.send(Ok(event("ADDED", obj))).await.is_err() {
+            if tx.send(Ok(event("ADDED", &render(obj)))).await.is_err() {
                 return;
             }
         }
@@ -154,7 +168,7 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query) -> Result<Response, 
                 _ => None,
             };
             if let Some((ty, obj)) = out
-                && tx.send(Ok(event(ty, &obj))).await.is_err()
+                && tx.send(Ok(event(ty, &render(&obj)))).await.is_err()
             {
                 return;
             }
