@@ -254,10 +254,13 @@ pub fn gvk_value(gvk: &GroupVersionKind) -> Value {
     json!({"group": gvk.group, "kind": gvk.kind, "version": gvk.version})
 }
 
+/// Kinds whose Go type declares `metadata` without `omitempty`, so upstream's schema requires it.
+const METADATA_REQUIRED_UPSTREAM: &[&str] = &["io.k8s.api.core.v1.Event"];
+
 /// Adds the GVK extension and list semantics, and undoes k8s-openapi's one departure from
 /// upstream's schemas: it marks `metadata` of every kind as required because its Rust field is
-/// not optional, while upstream requires no metadata (and kubectl's validation would then
-/// demand it in nested places).
+/// not optional, while upstream requires it only where the Go field lacks `omitempty`
+/// (kubectl 1.20 rejects manifests that miss a required field).
 fn decorate(name: &str, schema: &mut Value, gvks: &[GroupVersionKind]) {
     let Some(obj) = schema.as_object_mut() else {
         return;
@@ -267,7 +270,9 @@ fn decorate(name: &str, schema: &mut Value, gvks: &[GroupVersionKind]) {
             GVK_EXTENSION.into(),
             Value::Array(gvks.iter().map(gvk_value).collect()),
         );
-        if let Some(Value::Array(required)) = obj.get_mut("required") {
+        if !METADATA_REQUIRED_UPSTREAM.contains(&name)
+            && let Some(Value::Array(required)) = obj.get_mut("required")
+        {
             required.retain(|r| r != "metadata");
             if required.is_empty() {
                 obj.remove("required");
