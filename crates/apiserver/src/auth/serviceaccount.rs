@@ -83,10 +83,11 @@ fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, AuthError> {
             if let Some((tag, body)) = current.take() {
                 blocks.push((tag, STANDARD.decode(body).map_err(key_error)?));
             }
-        } else if let Some((_, body)) = current.as_mut() {
-            if !line.contains(':') {
-                body.push_str(line);
-            }
+        } else if let Some((_, body)) = current.as_mut()
+            && !line.contains(':')
+        {
+            // Lines with a colon are RFC 1421 headers (`Proc-Type: ...`), not base64.
+            body.push_str(line);
         }
     }
     Ok(blocks)
