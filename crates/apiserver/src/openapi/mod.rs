@@ -12,10 +12,12 @@
 //! - [`v2`] / [`proto`]: the Swagger document and its protobuf encoding.
 //! - [`v3`]: per-group-version documents and the index.
 //!
-//! Entry points: [`v2_json`], [`v2_protobuf`], [`v3_index`], [`v3_group_version`] for the serving
-//! side, and [`documents`] for everything at once with ETags. Documents are deterministic for a
-//! registry, so they are built once per distinct registry content and cached ([`documents`]);
-//! a CRD change produces a different registry and hence fresh documents.
+//! Entry points: [`v2_json`], [`v2_protobuf`], [`v2_etag`], [`v3_index`], [`v3_group_version`]
+//! and [`v3_hash`] for the serving side; [`documents`] for everything at once (serialized, with
+//! the hashes for ETags); [`documents_with`] when custom (CRD) kinds bring their own schemas
+//! through a [`SchemaSource`]. Documents are deterministic for their inputs, so they are built
+//! once per distinct registry content (and custom schemas) and cached; a CRD change produces a
+//! different registry and hence fresh documents.
 
 pub mod definitions;
 pub mod paths;
@@ -131,13 +133,20 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// A digest of everything in the registry that documents depend on.
-fn fingerprint(registry: &Registry) -> [u8; 32] {
+/// A digest of everything the documents depend on: the registry entries and the custom schemas
+/// of the kinds k8s-openapi lacks.
+fn fingerprint(registry: &Registry, custom: &dyn SchemaSource) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for info in registry.iter() {
-        // Serializing plain data into a Vec cannot fail; an empty digest input would still be
-        // distinct per entry count, so a failure could only cost a cache hit.
+        // Serializing plain data into a Vec cannot fail; were it to, the entry would only hash
+        // as empty, which costs at worst a cache hit between two registries of that shape.
         hasher.update(serde_json::to_vec(info).unwrap_or_default());
+        hasher.update([0]);
+        if definitions::builtin_type(&info.gvk()).is_none()
+            && let Some(schema) = custom.schema(info)
+        {
+            hasher.update(schema.to_string());
+        }
         hasher.update([0]);
     }
     hasher.finalize().into()
@@ -146,7 +155,13 @@ fn fingerprint(registry: &Registry) -> [u8; 32] {
 /// The documents of `registry` with built-in schemas only, built on first use and cached by
 /// registry content.
 pub fn documents(registry: &Registry) -> Arc<Documents> {
-    let key = fingerprint(registry);
+    documents_with(registry, &NoCustomSchemas)
+}
+
+/// The documents of `registry` with custom kinds' schemas from `custom` (CRDs), cached by the
+/// content of both: a CRD whose schema changes gets fresh documents.
+pub fn documents_with(registry: &Registry, custom: &dyn SchemaSource) -> Arc<Documents> {
+    let key = fingerprint(registry, custom);
     // A poisoned lock only means another thread panicked mid-insert; the data is still valid.
     if let Some((_, docs)) = cache()
         .lock()
@@ -157,7 +172,7 @@ pub fn documents(registry: &Registry) -> Arc<Documents> {
         return Arc::clone(docs);
     }
     // Built outside the lock: it takes a while, and two racing builds produce the same result.
-    let docs = Arc::new(Documents::build(registry, &NoCustomSchemas));
+    let docs = Arc::new(Documents::build(registry, custom));
     let mut slots = cache().lock().unwrap_or_else(|e| e.into_inner());
     if !slots.iter().any(|(k, _)| *k == key) {
         if slots.len() >= CACHE_SLOTS {

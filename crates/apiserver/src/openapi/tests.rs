@@ -445,7 +445,11 @@ fn a_custom_kind_publishes_its_structural_schema_under_upstream_naming() {
             true,
         ))
         .unwrap();
-    let docs = Documents::build(&registry, &CronTabSchema);
+    let docs = documents_with(&registry, &CronTabSchema);
+    assert!(
+        !Arc::ptr_eq(&docs, &documents(&registry)),
+        "custom schemas are part of the cache key"
+    );
     let v2: Value = serde_json::from_slice(&docs.v2_json).unwrap();
     let def = &v2["definitions"]["com.example.stable.v1.CronTab"];
     assert_eq!(
