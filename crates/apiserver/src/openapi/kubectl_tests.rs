@@ -6,11 +6,11 @@
 //! as protobuf with kube-openapi's strict parser; kubectl 1.33 explains through `/openapi/v3`.
 //! A test whose binary is absent says so and passes, so `cargo test` works before install-deps.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::Registry;
@@ -21,6 +21,10 @@ use super::{Documents, NoCustomSchemas};
 struct Served {
     docs: Documents,
     registry: Registry,
+    /// One stored object (request path and body) that GET returns and PATCH answers with.
+    existing: Option<(String, Value)>,
+    /// Content type and body of every PATCH received.
+    patches: Mutex<Vec<(String, String)>>,
 }
 
 impl Served {
@@ -41,6 +45,9 @@ impl Served {
             }
             "/openapi/v2" => (200, "application/json", self.docs.v2_json.clone()),
             "/openapi/v3" => json(self.docs.v3_index()),
+            _ if self.existing.as_ref().is_some_and(|(p, _)| p == path) => {
+                json(self.existing.as_ref().map(|(_, o)| o.clone()).unwrap_or_default())
+            }
             _ => {
                 if let Some(doc) = path
                     .strip_prefix("/openapi/v3/")
@@ -97,7 +104,8 @@ impl Served {
     }
 }
 
-/// Serves one connection: HTTP/1.1 keep-alive GETs (kubectl sends nothing else here).
+/// Serves one connection: HTTP/1.1 keep-alive requests; PATCH bodies are recorded, every
+/// method is otherwise answered like GET (kubectl sends nothing else here).
 fn serve_connection(stream: TcpStream, served: &Served) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
@@ -106,8 +114,12 @@ fn serve_connection(stream: TcpStream, served: &Served) -> std::io::Result<()> {
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
-        let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let mut words = request_line.split_whitespace();
+        let method = words.next().unwrap_or_default().to_owned();
+        let target = words.next().unwrap_or("/").to_owned();
         let mut accept = String::new();
+        let mut content_type = String::new();
+        let mut length = 0;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line)? == 0 {
@@ -116,11 +128,21 @@ fn serve_connection(stream: TcpStream, served: &Served) -> std::io::Result<()> {
             if line.trim().is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("accept")
-            {
-                accept = value.trim().to_owned();
+            if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim().to_owned();
+                match name.to_ascii_lowercase().as_str() {
+                    "accept" => accept = value,
+                    "content-type" => content_type = value,
+                    "content-length" => length = value.parse().unwrap_or(0),
+                    _ => {}
+                }
             }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        if method == "PATCH" {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            served.patches.lock().unwrap().push((content_type, body));
         }
         let (code, content_type, body) = served.respond(&target, &accept);
         let head = format!(
@@ -135,11 +157,18 @@ fn serve_connection(stream: TcpStream, served: &Served) -> std::io::Result<()> {
 
 /// Starts the server on a free loopback port; it lives until the test process ends.
 fn start_server() -> String {
+    start_server_with(None).0
+}
+
+fn start_server_with(existing: Option<(String, Value)>) -> (String, Arc<Served>) {
     let registry = Registry::builtin();
     let served = Arc::new(Served {
         docs: Documents::build(&registry, &NoCustomSchemas),
         registry,
+        existing,
+        patches: Mutex::new(Vec::new()),
     });
+    let handle = Arc::clone(&served);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -148,7 +177,7 @@ fn start_server() -> String {
             std::thread::spawn(move || serve_connection(stream, &served));
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), handle)
 }
 
 struct Kubectl {
@@ -362,5 +391,71 @@ fn kubectl_1_33_validates_manifests_client_side() {
     assert!(
         t.contains(r#"ValidationError(Pod.spec): unknown field "foo""#),
         "{t}"
+    );
+}
+
+/// A Deployment as stored after `kubectl apply` of [`DEPLOYMENT`]: the manifest plus the
+/// last-applied annotation apply diffs against.
+fn applied_deployment() -> Value {
+    let manifest: Value = serde_yaml::from_str(DEPLOYMENT).unwrap();
+    let mut stored = manifest.clone();
+    stored["metadata"]["namespace"] = json!("default");
+    stored["metadata"]["uid"] = json!("6f0e3c5e-0000-4000-8000-000000000001");
+    stored["metadata"]["resourceVersion"] = json!("7");
+    stored["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": manifest.to_string(),
+    });
+    stored
+}
+
+/// Re-applies the Deployment with a changed and an added container and returns the strategic
+/// merge patch kubectl sent. Only a schema with `containers` merged by `name` yields
+/// `$setElementOrder/containers`; without the merge key kubectl replaces the whole list.
+fn reapply_with_new_container(binary: PathBuf) -> String {
+    let path = "/apis/apps/v1/namespaces/default/deployments/web".to_owned();
+    let (server, served) = start_server_with(Some((path, applied_deployment())));
+    let kubectl = Kubectl::new(binary, &server);
+    let changed = DEPLOYMENT.replace(
+        "      - name: web\n        image: nginx\n",
+        "      - name: web\n        image: nginx:1.25\n      - name: sidecar\n        image: busybox\n",
+    );
+    assert_ne!(changed, DEPLOYMENT);
+    let file = kubectl.write("deploy.yaml", &changed);
+    let out = kubectl.run(&["apply", "--validate=true", "-f", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("deployment.apps/web configured"), "{t}");
+    let patches = served.patches.lock().unwrap();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    let (content_type, body) = &patches[0];
+    assert_eq!(content_type, "application/strategic-merge-patch+json");
+    body.clone()
+}
+
+#[test]
+fn kubectl_1_20_apply_merges_containers_by_the_v2_merge_key() {
+    let Some(binary) = kubectl_1_20() else {
+        return;
+    };
+    let patch: Value = serde_json::from_str(&reapply_with_new_container(binary)).unwrap();
+    let spec = &patch["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["$setElementOrder/containers"],
+        json!([{"name": "web"}, {"name": "sidecar"}]),
+        "{patch}"
+    );
+}
+
+#[test]
+fn kubectl_1_33_apply_merges_containers_by_the_v3_merge_key() {
+    let Some(binary) = kubectl_newest() else {
+        return;
+    };
+    let patch: Value = serde_json::from_str(&reapply_with_new_container(binary)).unwrap();
+    let spec = &patch["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["$setElementOrder/containers"],
+        json!([{"name": "web"}, {"name": "sidecar"}]),
+        "{patch}"
     );
 }
