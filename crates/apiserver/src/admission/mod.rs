@@ -12,6 +12,11 @@
 //! [`Admission::admit`] for every create, update (incl. patch), delete and connect, passing the decoded object (which
 //! plugins may mutate) and an [`ObjectReader`] over the store.
 
+pub mod default_tolerations;
+pub mod namespace_lifecycle;
+pub mod node_restriction;
+pub mod service_account;
+
 use crate::auth::{ObjectReader, UserInfo};
 use api::{ApiError, ResourceInfo};
 use async_trait::async_trait;
@@ -106,6 +111,103 @@ impl Admission {
 /// The default chain, in upstream's order: NamespaceLifecycle, ServiceAccount, NodeRestriction,
 /// DefaultTolerationSeconds. `rng` supplies the random suffix of generated volume names.
 pub fn default_chain(rng: SharedRng) -> Admission {
-    let _ = rng;
-    Admission::new(Vec::new())
+    Admission::new(vec![
+        Arc::new(namespace_lifecycle::NamespaceLifecycle),
+        Arc::new(service_account::ServiceAccountAdmission::new(rng)),
+        Arc::new(node_restriction::NodeRestriction),
+        Arc::new(default_tolerations::DefaultTolerationSeconds::default()),
+    ])
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::auth::testutil::{MemoryReader, pod, user};
+    use rand::SeedableRng;
+    use serde_json::json;
+
+    /// The built-in resource of `kind`.
+    pub fn resource(kind: &str) -> ResourceInfo {
+        api::Registry::builtin()
+            .iter()
+            .find(|r| r.kind == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no built-in kind {kind}"))
+    }
+
+    pub fn request<'a>(
+        operation: Operation,
+        user: &'a UserInfo,
+        resource: &'a ResourceInfo,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> AdmissionRequest<'a> {
+        AdmissionRequest {
+            operation,
+            user,
+            resource,
+            subresource: "",
+            namespace,
+            name,
+            old: None,
+        }
+    }
+
+    pub fn seeded() -> SharedRng {
+        Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(1)))
+    }
+
+    #[tokio::test]
+    async fn the_default_chain_defaults_a_new_pod_in_upstreams_plugin_order() {
+        let chain = default_chain(seeded());
+        assert_eq!(
+            chain.names(),
+            vec![
+                "NamespaceLifecycle",
+                "ServiceAccount",
+                "NodeRestriction",
+                "DefaultTolerationSeconds"
+            ]
+        );
+        let reader = MemoryReader::new();
+        reader.put(
+            "",
+            "namespaces",
+            json!({"metadata": {"name": "default"}, "status": {"phase": "Active"}}),
+        );
+        reader.put(
+            "",
+            "serviceaccounts",
+            json!({"metadata": {"namespace": "default", "name": "default"}}),
+        );
+        let (info, u) = (resource("Pod"), user("alice", &["system:authenticated"]));
+        let mut p = pod("default", "web", "");
+        chain
+            .admit(
+                &request(Operation::Create, &u, &info, "default", "web"),
+                &mut p,
+                &reader,
+            )
+            .await
+            .unwrap();
+        assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_chain_stops_at_the_first_rejection() {
+        let chain = default_chain(seeded());
+        let (info, u) = (resource("Pod"), user("alice", &[]));
+        let mut p = pod("nowhere", "web", "");
+        let err = chain
+            .admit(
+                &request(Operation::Create, &u, &info, "nowhere", "web"),
+                &mut p,
+                &MemoryReader::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), 404);
+        assert!(p["spec"].get("tolerations").is_none());
+    }
 }

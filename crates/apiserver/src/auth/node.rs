@@ -101,12 +101,24 @@ pub enum Reference {
     ServiceAccount,
 }
 
-/// Whether `pod` references an object of `kind` named `name` (volumes, projected sources, env, envFrom, image pull
-/// secrets, service account), as upstream's graph records.
+/// Whether `pod` references an object of `kind` named `name`, as upstream's graph records.
 pub fn pod_references(pod: &Value, kind: Reference, name: &str) -> bool {
+    referenced_names(pod, kind).iter().any(|n| n == name)
+}
+
+/// The names of every object of `kind` a pod references: volumes, projected sources, env, envFrom, image pull
+/// secrets and volume-plugin secrets, or its service account.
+pub fn referenced_names(pod: &Value, kind: Reference) -> Vec<String> {
     let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
+    let mut names = Vec::new();
+    let mut add = |n: &str| {
+        if !n.is_empty() {
+            names.push(n.to_string());
+        }
+    };
     if kind == Reference::ServiceAccount {
-        return str_at(&spec, &["serviceAccountName"]) == name;
+        add(str_at(&spec, &["serviceAccountName"]));
+        return names;
     }
     let (volume_key, volume_field, projected_key, env_ref, env_from_ref) = match kind {
         Reference::Secret => ("secret", "secretName", "secret", "secretKeyRef", "secretRef"),
@@ -118,29 +130,23 @@ pub fn pod_references(pod: &Value, kind: Reference, name: &str) -> bool {
             "configMapRef",
         ),
         Reference::PersistentVolumeClaim => ("persistentVolumeClaim", "claimName", "", "", ""),
-        Reference::ServiceAccount => return false,
+        Reference::ServiceAccount => return names,
     };
-    if kind == Reference::Secret
-        && objects::array_at(&spec, &["imagePullSecrets"])
-            .iter()
-            .any(|s| str_at(s, &["name"]) == name)
-    {
-        return true;
+    if kind == Reference::Secret {
+        for s in objects::array_at(&spec, &["imagePullSecrets"]) {
+            add(str_at(s, &["name"]));
+        }
     }
     for volume in objects::array_at(&spec, &["volumes"]) {
-        if str_at(volume, &[volume_key, volume_field]) == name {
-            return true;
+        add(str_at(volume, &[volume_key, volume_field]));
+        if !projected_key.is_empty() {
+            for source in objects::array_at(volume, &["projected", "sources"]) {
+                add(str_at(source, &[projected_key, "name"]));
+            }
         }
-        if !projected_key.is_empty()
-            && objects::array_at(volume, &["projected", "sources"])
-                .iter()
-                .any(|s| str_at(s, &[projected_key, "name"]) == name)
-        {
-            return true;
-        }
-        // Secrets referenced by volume plugins (CSI node-publish secrets and the like).
-        if kind == Reference::Secret
-            && [
+        if kind == Reference::Secret {
+            // Secrets referenced by volume plugins (CSI node-publish secrets and the like).
+            for plugin in [
                 "csi",
                 "cephfs",
                 "rbd",
@@ -149,31 +155,27 @@ pub fn pod_references(pod: &Value, kind: Reference, name: &str) -> bool {
                 "scaleIO",
                 "storageos",
                 "azureFile",
-            ]
-            .iter()
-            .any(|plugin| {
-                str_at(volume, &[plugin, "secretRef", "name"]) == name
-                    || str_at(volume, &[plugin, "nodePublishSecretRef", "name"]) == name
-                    || str_at(volume, &[plugin, "secretName"]) == name
-            })
-        {
-            return true;
+            ] {
+                add(str_at(volume, &[plugin, "secretRef", "name"]));
+                add(str_at(volume, &[plugin, "nodePublishSecretRef", "name"]));
+                add(str_at(volume, &[plugin, "secretName"]));
+            }
         }
     }
     if env_ref.is_empty() {
-        return false;
+        return names;
     }
-    ["containers", "initContainers", "ephemeralContainers"]
-        .iter()
-        .flat_map(|key| objects::array_at(&spec, &[key]))
-        .any(|c| {
-            objects::array_at(c, &["env"])
-                .iter()
-                .any(|e| str_at(e, &["valueFrom", env_ref, "name"]) == name)
-                || objects::array_at(c, &["envFrom"])
-                    .iter()
-                    .any(|e| str_at(e, &[env_from_ref, "name"]) == name)
-        })
+    for key in ["containers", "initContainers", "ephemeralContainers"] {
+        for c in objects::array_at(&spec, &[key]) {
+            for e in objects::array_at(c, &["env"]) {
+                add(str_at(e, &["valueFrom", env_ref, "name"]));
+            }
+            for e in objects::array_at(c, &["envFrom"]) {
+                add(str_at(e, &[env_from_ref, "name"]));
+            }
+        }
+    }
+    names
 }
 
 /// The node authorizer.
