@@ -459,3 +459,22 @@ fn kubectl_1_33_apply_merges_containers_by_the_v3_merge_key() {
         "{patch}"
     );
 }
+
+/// `kubectl explain <resource>` for every served resource, with each kubectl.
+#[test]
+fn every_served_resource_is_explained_by_both_kubectl_versions() {
+    for binary in [kubectl_1_20(), kubectl_newest()].into_iter().flatten() {
+        let kubectl = Kubectl::new(binary, &start_server());
+        for info in Registry::builtin().iter() {
+            let resource = format!("{} --api-version={}", info.plural, info.api_version());
+            let api_version = format!("--api-version={}", info.api_version());
+            let out = kubectl.run(&["explain", &info.plural, &api_version]);
+            let t = text(&out);
+            assert!(out.status.success(), "{resource}: {t}");
+            assert!(
+                t.contains(&info.kind) && t.contains("DESCRIPTION:"),
+                "{resource}: {t}"
+            );
+        }
+    }
+}
