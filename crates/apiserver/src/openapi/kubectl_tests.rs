@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use api::Registry;
 use serde_json::{Value, json};
 
-use super::{Documents, NoCustomSchemas};
+use super::tests::CronTabSchema;
+use super::{Documents, NoCustomSchemas, SchemaSource};
 
 struct Served {
     docs: Documents,
@@ -161,9 +162,16 @@ fn start_server() -> String {
 }
 
 fn start_server_with(existing: Option<(String, Value)>) -> (String, Arc<Served>) {
-    let registry = Registry::builtin();
+    start_server_for(Registry::builtin(), &NoCustomSchemas, existing)
+}
+
+fn start_server_for(
+    registry: Registry,
+    custom: &dyn SchemaSource,
+    existing: Option<(String, Value)>,
+) -> (String, Arc<Served>) {
     let served = Arc::new(Served {
-        docs: Documents::build(&registry, &NoCustomSchemas),
+        docs: Documents::build(&registry, custom),
         registry,
         existing,
         patches: Mutex::new(Vec::new()),
@@ -476,5 +484,57 @@ fn every_served_resource_is_explained_by_both_kubectl_versions() {
                 "{resource}: {t}"
             );
         }
+    }
+}
+
+#[test]
+fn a_custom_kind_is_explained_and_validated_from_its_structural_schema() {
+    let mut registry = Registry::builtin();
+    registry
+        .insert(api::ResourceInfo::custom(
+            "stable.example.com",
+            "v1",
+            "CronTab",
+            "crontabs",
+            "crontab",
+            true,
+        ))
+        .unwrap();
+    let (server, _) = start_server_for(registry, &CronTabSchema, None);
+    for binary in [kubectl_1_20(), kubectl_newest()].into_iter().flatten() {
+        let kubectl = Kubectl::new(binary, &server);
+        let out = kubectl.run(&["explain", "crontabs.spec.cronSpec"]);
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(t.contains("When to run."), "{t}");
+
+        let good = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: c\nspec:\n  cronSpec: '* * * * */5'\n  port: 8080\n  extra: {anything: [1, 2]}\n";
+        let file = kubectl.write("good.yaml", good);
+        let out = kubectl.run(&[
+            "create",
+            "--dry-run=client",
+            "--validate=true",
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        let t = text(&out);
+        assert!(
+            out.status.success() && t.contains("crontab.stable.example.com/c created (dry run)"),
+            "{t}"
+        );
+
+        let file = kubectl.write("bad.yaml", &good.replace("cronSpec", "cronSpecc"));
+        let out = kubectl.run(&[
+            "create",
+            "--dry-run=client",
+            "--validate=true",
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        let t = text(&out);
+        assert!(
+            !out.status.success() && t.contains(r#"unknown field "cronSpecc""#),
+            "{t}"
+        );
     }
 }

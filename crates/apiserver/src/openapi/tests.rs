@@ -409,7 +409,8 @@ fn documents_are_cached_per_registry_content() {
     assert!(c.v3.contains_key("apis/stable.example.com/v1"));
 }
 
-struct CronTabSchema;
+/// A CRD-style structural schema for `stable.example.com/v1 CronTab`.
+pub(super) struct CronTabSchema;
 
 impl SchemaSource for CronTabSchema {
     fn schema(&self, info: &ResourceInfo) -> Option<Value> {
