@@ -197,7 +197,9 @@ fn no(reason: impl Into<String>) -> Answer {
     (Decision::NoOpinion, reason.into())
 }
 
-const ALLOW: fn() -> Answer = || (Decision::Allow, String::new());
+fn allow() -> Answer {
+    (Decision::Allow, String::new())
+}
 
 impl NodeAuthorizer {
     pub fn new(reader: Arc<dyn ObjectReader>) -> Self {
@@ -209,7 +211,7 @@ impl NodeAuthorizer {
 
     fn rules_allow(&self, attrs: &Attributes) -> Answer {
         if self.rules.iter().any(|r| rule_allows(attrs, r)) {
-            ALLOW()
+            allow()
         } else {
             no("")
         }
@@ -230,7 +232,7 @@ impl NodeAuthorizer {
             return no("No Object name found");
         }
         if self.related(node, kind, &attrs.namespace, &attrs.name).await {
-            ALLOW()
+            allow()
         } else {
             no(format!(
                 "no relationship found between node '{node}' and this object"
@@ -251,49 +253,59 @@ impl NodeAuthorizer {
         self.authorize_related(node, kind, attrs).await
     }
 
-    async fn pod(&self, node: &str, attrs: &Attributes) -> Answer {
-        if !attrs.subresource.is_empty() {
-            return self.rules_allow(attrs);
+    /// Whether the pod `namespace/name` is bound to `node`.
+    async fn pod_on_node(&self, node: &str, attrs: &Attributes) -> Answer {
+        if attrs.name.is_empty() {
+            return no("No Object name found");
         }
-        match attrs.verb.as_str() {
-            "get" => {
-                if attrs.name.is_empty() {
-                    return no("No Object name found");
-                }
-                let pod = self
-                    .reader
-                    .get(&objects::pods(), Some(&attrs.namespace), &attrs.name)
-                    .await;
-                match pod {
-                    Ok(Some(p)) if str_at(&p, &["spec", "nodeName"]) == node => ALLOW(),
-                    _ => no(format!(
-                        "no relationship found between node '{node}' and this object"
-                    )),
-                }
-            }
-            "list" | "watch" => {
+        let pod = self
+            .reader
+            .get(&objects::pods(), Some(&attrs.namespace), &attrs.name)
+            .await;
+        match pod {
+            Ok(Some(p)) if str_at(&p, &["spec", "nodeName"]) == node => allow(),
+            _ => no(format!(
+                "no relationship found between node '{node}' and this object"
+            )),
+        }
+    }
+
+    async fn pod(&self, node: &str, attrs: &Attributes) -> Answer {
+        match (attrs.subresource.as_str(), attrs.verb.as_str()) {
+            ("", "get") => self.pod_on_node(node, attrs).await,
+            ("", "list" | "watch") => {
                 if selects(&attrs.field_selector, "spec.nodeName", node) {
-                    return ALLOW();
+                    return allow();
+                }
+                if !attrs.name.is_empty() {
+                    return self.pod_on_node(node, attrs).await;
                 }
                 no("can only list/watch pods with spec.nodeName field selector")
             }
-            _ => self.rules_allow(attrs),
+            // Mirror pods, status and evictions; NodeRestriction confines them to pods bound to this node.
+            ("", "create" | "delete") | ("status", "update" | "patch") | ("eviction", "create") => allow(),
+            _ => no(""),
         }
     }
 
     fn node(&self, node: &str, attrs: &Attributes) -> Answer {
+        // Names are compared directly (not through pods) so a kubelet can read its Node before creating it.
+        let name = if attrs.name.is_empty() && selects(&attrs.field_selector, "metadata.name", node) {
+            node
+        } else {
+            attrs.name.as_str()
+        };
         match (attrs.subresource.as_str(), attrs.verb.as_str()) {
-            ("", "get") if attrs.name == node => ALLOW(),
-            ("", "list" | "watch")
-                if attrs.name == node || selects(&attrs.field_selector, "metadata.name", node) =>
-            {
-                ALLOW()
-            }
-            ("", "get" | "list" | "watch") => no(format!(
-                "node '{node}' cannot read '{}', only its own Node object",
-                attrs.name
+            // NodeRestriction confines writes to the node's own object.
+            ("", "create" | "update" | "patch") | ("status", "update" | "patch") => allow(),
+            ("", "get" | "list" | "watch") if name == node => allow(),
+            ("", "get" | "list" | "watch") if name.is_empty() => no(format!(
+                "node '{node}' cannot read all nodes, only its own Node object"
             )),
-            _ => self.rules_allow(attrs),
+            ("", "get" | "list" | "watch") => no(format!(
+                "node '{node}' cannot read '{name}', only its own Node object"
+            )),
+            _ => no(""),
         }
     }
 
@@ -305,12 +317,12 @@ impl NodeAuthorizer {
             return no("can only get, create, update, patch, or delete a node lease");
         }
         if attrs.namespace != "kube-node-lease" {
-            return no("can only access leases in the kube-node-lease namespace");
+            return no("can only access leases in the \"kube-node-lease\" system namespace");
         }
         if attrs.verb != "create" && attrs.name != node {
             return no("can only access node lease with the same name as the requesting node");
         }
-        ALLOW()
+        allow()
     }
 
     async fn decide(&self, attrs: &Attributes) -> Answer {
