@@ -12,18 +12,24 @@
 //!   and the anonymous fallback).
 //! - authorizers: `rbac` (Role/ClusterRole/bindings read through an [`ObjectReader`]), `node` (the node
 //!   authorizer), `authorizers` (`--authorization-mode` chain with the privileged `system:masters` group first).
-//! - `policy`: [`bootstrap_policy`], upstream's default ClusterRoles, ClusterRoleBindings, Roles and RoleBindings.
+//! - `policy`: [`bootstrap_policy`], upstream's default ClusterRoles, ClusterRoleBindings, Roles and RoleBindings;
+//!   `policy::kubeadm_bootstrap_token_policy` for kubeadm's token RBAC.
+//! - `reviews`: TokenReview and (Self/Local)SubjectAccessReview evaluation over the chains.
+//! - `objects`: JSON field helpers and RFC 3339 times shared by the above.
 //!
-//! Entry points for the server: build an authenticator chain with `union::AuthenticatorChain`, an authorizer chain
-//! with `authorizers::build`, seed storage with [`bootstrap_policy`], and turn a denial into a 403 with
+//! Entry points for the server: build the authenticator chain with `config::build_authenticator` (or
+//! `union::AuthenticatorChain::new`), the authorizer chain with `authorizers::build`, seed storage with
+//! [`bootstrap_policy`], sign TokenRequests with `serviceaccount::TokenSigner`, and turn a denial into a 403 with
 //! [`forbidden`].
 
 pub mod authorizers;
 pub mod bootstrap;
+pub mod config;
 pub mod node;
 pub mod objects;
 pub mod policy;
 pub mod rbac;
+pub mod reviews;
 pub mod serviceaccount;
 #[cfg(test)]
 pub(crate) mod testutil;
