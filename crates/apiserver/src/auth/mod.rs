@@ -14,6 +14,7 @@
 //!   authorizer), `authorizers` (`--authorization-mode` chain with the privileged `system:masters` group first).
 //! - `policy`: [`bootstrap_policy`], upstream's default ClusterRoles, ClusterRoleBindings, Roles and RoleBindings;
 //!   `policy::kubeadm_bootstrap_token_policy` for kubeadm's token RBAC.
+//! - `escalation`: RBAC escalation checks for writes of roles and bindings (`escalate`/`bind` verbs).
 //! - `reviews`: TokenReview and (Self/Local)SubjectAccessReview evaluation over the chains.
 //! - `objects`: JSON field helpers and RFC 3339 times shared by the above.
 //!
@@ -25,6 +26,7 @@
 pub mod authorizers;
 pub mod bootstrap;
 pub mod config;
+pub mod escalation;
 pub mod node;
 pub mod objects;
 pub mod policy;
