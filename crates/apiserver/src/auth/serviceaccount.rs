@@ -326,6 +326,128 @@ pub fn new_jti(rng: &mut dyn rand::RngCore) -> String {
     )
 }
 
+/// Shortest and longest lifetimes a TokenRequest may ask for (upstream's validation).
+pub const MIN_TOKEN_SECONDS: i64 = 600;
+pub const MAX_TOKEN_SECONDS: i64 = 1 << 32;
+pub const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
+/// Serves `POST .../serviceaccounts/<name>/token`: defaults and validates the TokenRequest `request` (audiences
+/// default to `api_audiences`, `expirationSeconds` to 3600, at least 600), resolves its `boundObjectRef` (Pod,
+/// Secret or Node, whose uid must match when given; a pod also binds its node), signs the token, and returns the
+/// TokenRequest to send back with `spec` defaulted and `status.token` / `status.expirationTimestamp` set.
+pub async fn serve_token_request(
+    signer: &TokenSigner,
+    reader: &dyn ObjectReader,
+    service_account: &Value,
+    request: &Value,
+    api_audiences: &[String],
+    now: SystemTime,
+    jti: &str,
+) -> Result<Value, api::ApiError> {
+    let namespace = str_at(service_account, &["metadata", "namespace"]);
+    let sa_name = objects::name(service_account);
+    let kind = api::GroupKind::new("authentication.k8s.io", "TokenRequest");
+    let invalid = |field: &str, value: Value, detail: &str| {
+        api::ApiError::invalid(
+            &kind,
+            sa_name,
+            vec![api::FieldError::invalid(
+                &api::FieldPath::new(field),
+                value,
+                detail,
+            )],
+        )
+    };
+    let mut audiences = objects::strings_at(request, &["spec", "audiences"]);
+    if audiences.is_empty() {
+        audiences = api_audiences.to_vec();
+    }
+    let seconds = request
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_TOKEN_SECONDS);
+    if seconds < MIN_TOKEN_SECONDS {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            json!(seconds),
+            "may not specify a duration less than 10 minutes",
+        ));
+    }
+    if seconds > MAX_TOKEN_SECONDS {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            json!(seconds),
+            "may not specify a duration larger than 2^32 seconds",
+        ));
+    }
+    let mut req = BoundTokenRequest {
+        namespace: namespace.into(),
+        service_account_name: sa_name.into(),
+        service_account_uid: objects::uid(service_account).into(),
+        audiences: audiences.clone(),
+        expiration_seconds: seconds,
+        ..Default::default()
+    };
+    if let Some(r) = request.pointer("/spec/boundObjectRef").filter(|r| r.is_object()) {
+        let (ref_kind, ref_name, ref_uid) = (str_at(r, &["kind"]), str_at(r, &["name"]), str_at(r, &["uid"]));
+        let (resource, ns) = match ref_kind {
+            "Pod" => (objects::pods(), Some(namespace)),
+            "Secret" => (objects::secrets(), Some(namespace)),
+            "Node" => (objects::nodes(), None),
+            other => {
+                return Err(invalid(
+                    "spec.boundObjectRef.kind",
+                    json!(other),
+                    "supported values: \"Pod\", \"Secret\", \"Node\"",
+                ));
+            }
+        };
+        let obj = reader
+            .get(&resource, ns, ref_name)
+            .await?
+            .ok_or_else(|| api::ApiError::not_found(&resource, ref_name))?;
+        if !ref_uid.is_empty() && objects::uid(&obj) != ref_uid {
+            return Err(api::ApiError::Conflict {
+                resource,
+                name: ref_name.into(),
+                reason: format!(
+                    "the UID in the bound object reference ({ref_uid}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
+            });
+        }
+        let bound = BoundObject {
+            name: ref_name.into(),
+            uid: objects::uid(&obj).into(),
+        };
+        match ref_kind {
+            "Pod" => {
+                let node_name = str_at(&obj, &["spec", "nodeName"]);
+                if !node_name.is_empty() {
+                    let node = reader.get(&objects::nodes(), None, node_name).await?;
+                    req.node = Some(BoundObject {
+                        name: node_name.into(),
+                        uid: node
+                            .as_ref()
+                            .map(|n| objects::uid(n).to_string())
+                            .unwrap_or_default(),
+                    });
+                }
+                req.pod = Some(bound);
+            }
+            "Secret" => req.secret = Some(bound),
+            _ => req.node = Some(bound),
+        }
+    }
+    let (token, expires) = signer.sign_bound(&req, now, jti)?;
+    let mut out = request.clone();
+    out["apiVersion"] = json!("authentication.k8s.io/v1");
+    out["kind"] = json!("TokenRequest");
+    out["spec"]["audiences"] = json!(audiences);
+    out["spec"]["expirationSeconds"] = json!(seconds);
+    out["status"] = json!({"token": token, "expirationTimestamp": objects::format_rfc3339(expires)});
+    Ok(out)
+}
+
 /// Verifies service-account tokens (legacy and bound).
 #[derive(Clone)]
 pub struct ServiceAccountAuthenticator {
@@ -588,6 +710,12 @@ impl Authenticator for ServiceAccountAuthenticator {
     }
 }
 
+impl From<AuthError> for api::ApiError {
+    fn from(e: AuthError) -> Self {
+        api::ApiError::internal(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,6 +945,46 @@ mod tests {
             auth(&authenticator(reader(), now()), &token).await,
             Err(invalid("token has been invalidated"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_request_bound_to_a_pod_defaults_its_spec_and_carries_the_pod_and_node() {
+        let r = reader();
+        let sa = json!({"metadata": {"namespace": "default", "name": "builder", "uid": "sa-uid"}});
+        let mut pod = json!({"metadata": {"namespace": "default", "name": "web", "uid": "pod-uid"}, "spec": {"nodeName": "node-1"}});
+        r.put("", "pods", pod.clone());
+        r.put(
+            "",
+            "nodes",
+            json!({"metadata": {"name": "node-1", "uid": "node-uid"}}),
+        );
+        let request = json!({"spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "pod-uid"}}});
+        let out = serve_token_request(&signer(), &r, &sa, &request, &[ISSUER.into()], now(), "j")
+            .await
+            .unwrap();
+        assert_eq!(out["spec"]["expirationSeconds"], 3600);
+        assert_eq!(out["spec"]["audiences"], json!([ISSUER]));
+        assert_eq!(out["status"]["expirationTimestamp"], "2030-01-01T01:00:00Z");
+        let token = out["status"]["token"].as_str().unwrap();
+        let user = auth(&authenticator(r, now()), token).await.unwrap().unwrap();
+        assert_eq!(
+            user.extra["authentication.kubernetes.io/node-uid"],
+            vec!["node-uid"]
+        );
+
+        pod["metadata"]["uid"] = json!("other");
+        let stale = json!({"spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "old"}}});
+        let r2 = reader();
+        r2.put("", "pods", pod);
+        let err = serve_token_request(&signer(), &r2, &sa, &stale, &[], now(), "j")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), 409);
+        let short = json!({"spec": {"expirationSeconds": 60}});
+        let err = serve_token_request(&signer(), &reader(), &sa, &short, &[], now(), "j")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), 422);
     }
 
     #[test]
