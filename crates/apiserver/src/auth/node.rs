@@ -92,6 +92,18 @@ pub fn selects(field_selector: &str, field: &str, value: &str) -> bool {
     })
 }
 
+/// The value of a `metadata.name=` (or `==`) term of a raw field selector.
+fn metadata_name(field_selector: &str) -> Option<&str> {
+    field_selector.split(',').find_map(|term| {
+        let term = term.trim();
+        if term.contains("!=") {
+            return None;
+        }
+        let (k, v) = term.split_once("==").or_else(|| term.split_once('='))?;
+        (k.trim() == "metadata.name").then_some(v.trim())
+    })
+}
+
 /// What a pod spec references, for the relationship checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reference {
@@ -335,6 +347,19 @@ impl NodeAuthorizer {
         if !attrs.resource_request {
             return self.rules_allow(attrs);
         }
+        // Upstream's request info names the object of a list/watch with a `metadata.name=` field selector; do the
+        // same here in case the caller did not.
+        let named;
+        let attrs = match metadata_name(&attrs.field_selector) {
+            Some(name) if attrs.name.is_empty() && matches!(attrs.verb.as_str(), "list" | "watch") => {
+                named = Attributes {
+                    name: name.to_string(),
+                    ..attrs.clone()
+                };
+                &named
+            }
+            _ => attrs,
+        };
         match (attrs.api_group.as_str(), attrs.resource.as_str()) {
             ("", "secrets") => self.read_namespaced(node, Reference::Secret, attrs).await,
             ("", "configmaps") => self.read_namespaced(node, Reference::ConfigMap, attrs).await,
@@ -484,6 +509,9 @@ mod tests {
             decide(&attrs(&k, "get", "", "secrets", "default", "db-tls")).await,
             no("no relationship found between node 'node-1' and this object")
         );
+        let mut watch_one = attrs(&k, "watch", "", "configmaps", "default", "");
+        watch_one.field_selector = "metadata.name=web-config".into();
+        assert_eq!(decide(&watch_one).await.0, Decision::Allow);
         assert_eq!(
             decide(&attrs(&k, "update", "", "secrets", "default", "web-tls")).await,
             no("can only read resources of this type")

@@ -1030,6 +1030,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bootstrap_token_authenticated_end_to_end_may_create_a_csr_and_not_list_secrets() {
+        use crate::auth::bootstrap::BootstrapTokenAuthenticator;
+        use crate::auth::union::AuthenticatorChain;
+        use crate::auth::{Authenticator, Credentials};
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let r = reader();
+        r.put("", "secrets", json!({"metadata": {"namespace": "kube-system", "name": "bootstrap-token-abcdef"},
+            "type": "bootstrap.kubernetes.io/token",
+            "data": {"token-id": b64("abcdef"), "token-secret": b64("0123456789abcdef"),
+                     "usage-bootstrap-authentication": b64("true"), "auth-extra-groups": b64(KUBEADM_DEFAULT_NODE_TOKEN_GROUP)}}));
+        let authn = AuthenticatorChain::new(
+            vec![Arc::new(BootstrapTokenAuthenticator::new(
+                r.clone(),
+                crate::auth::system_clock(),
+            ))],
+            true,
+        );
+        let creds = Credentials {
+            bearer_token: Some("abcdef.0123456789abcdef"),
+            ..Default::default()
+        };
+        let token_user = authn.authenticate(&creds).await.unwrap().unwrap();
+        assert!(token_user.groups.contains(&"system:authenticated".to_string()));
+        let authz = build(&parse_modes("Node,RBAC").unwrap(), r);
+        let csr = attrs(
+            &token_user,
+            "create",
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            "",
+            "",
+        );
+        assert_eq!(authz.authorize(&csr).await, Decision::Allow);
+        let secrets = attrs(&token_user, "list", "", "secrets", "kube-system", "");
+        let Decision::Deny(reason) = authz.authorize(&secrets).await else {
+            panic!("allowed")
+        };
+        assert_eq!(
+            crate::auth::forbidden(&secrets, &reason).message(),
+            r#"secrets is forbidden: User "system:bootstrap:abcdef" cannot list resource "secrets" in API group "" in the namespace "kube-system""#
+        );
+    }
+
+    #[tokio::test]
     async fn cluster_info_is_readable_without_credentials_and_nothing_else_in_kube_public() {
         let anon = as_user("system:anonymous", &["system:unauthenticated"]);
         assert!(
