@@ -53,12 +53,18 @@ pub fn core_versions() -> Value {
 }
 
 pub fn group_list(reg: &Registry) -> Value {
-    let groups: Vec<Value> = groups(reg).into_iter().map(|(g, vs)| group_doc(&g, &vs)).collect();
+    let groups: Vec<Value> = groups(reg)
+        .into_iter()
+        .map(|(g, vs)| group_doc(&g, &vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 fn group_doc(g: &str, vs: &[String]) -> Value {
-    let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+    let versions: Vec<Value> = vs
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
     json!({
         "name": g,
         "versions": versions,

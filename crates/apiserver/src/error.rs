@@ -27,10 +27,18 @@ pub fn error_response(err: &ApiError) -> Response {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let retry = match err {
-        ApiError::GenerateNameConflict { retry_after_seconds, .. }
-        | ApiError::TooManyRequests { retry_after_seconds, .. }
-        | ApiError::Timeout { retry_after_seconds, .. }
-        | ApiError::ServerTimeout { retry_after_seconds, .. } => Some(*retry_after_seconds),
+        ApiError::GenerateNameConflict {
+            retry_after_seconds, ..
+        }
+        | ApiError::TooManyRequests {
+            retry_after_seconds, ..
+        }
+        | ApiError::Timeout {
+            retry_after_seconds, ..
+        }
+        | ApiError::ServerTimeout {
+            retry_after_seconds, ..
+        } => Some(*retry_after_seconds),
         _ => None,
     };
     if let Some(secs) = retry

@@ -9,7 +9,12 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The text body and whether every check passed, for `endpoint` (`healthz`, `livez`, `readyz`), optionally one
 /// named check (`/readyz/etcd`).
-pub async fn check(state: &AppState, endpoint: &str, only: Option<&str>, verbose: bool) -> Result<(bool, String), String> {
+pub async fn check(
+    state: &AppState,
+    endpoint: &str,
+    only: Option<&str>,
+    verbose: bool,
+) -> Result<(bool, String), String> {
     let mut checks: Vec<(&str, Option<String>)> = vec![("ping", None), ("log", None)];
     let store_ok = match tokio::time::timeout(STORE_TIMEOUT, state.store.current_revision()).await {
         Ok(Ok(_)) => None,
@@ -20,7 +25,10 @@ pub async fn check(state: &AppState, endpoint: &str, only: Option<&str>, verbose
     if endpoint == "readyz" {
         checks.push(("etcd-readiness", checks[2].1.clone()));
         checks.push(("informer-sync", None));
-        let shutting_down = state.shutdown.is_cancelled().then(|| "process is shutting down".to_string());
+        let shutting_down = state
+            .shutdown
+            .is_cancelled()
+            .then(|| "process is shutting down".to_string());
         checks.push(("shutdown", shutting_down));
     }
     checks.push(("poststarthook/start-apiserver-admission-initializer", None));
@@ -52,6 +60,9 @@ pub async fn check(state: &AppState, endpoint: &str, only: Option<&str>, verbose
             }
         }
     }
-    body.push_str(&format!("{endpoint} check {}\n", if ok { "passed" } else { "failed" }));
+    body.push_str(&format!(
+        "{endpoint} check {}\n",
+        if ok { "passed" } else { "failed" }
+    ));
     Ok((ok, body))
 }

@@ -28,9 +28,13 @@ impl ServiceIpRange {
         let addr: Ipv4Addr = addr
             .parse()
             .map_err(|_| format!("only IPv4 service cluster IP ranges are supported: {cidr:?}"))?;
-        let bits: u32 = bits.parse().map_err(|_| format!("invalid prefix length in {cidr:?}"))?;
+        let bits: u32 = bits
+            .parse()
+            .map_err(|_| format!("invalid prefix length in {cidr:?}"))?;
         if !(8..=30).contains(&bits) {
-            return Err(format!("service cluster IP range {cidr:?} must have a prefix between /8 and /30"));
+            return Err(format!(
+                "service cluster IP range {cidr:?} must have a prefix between /8 and /30"
+            ));
         }
         let mask = u32::MAX << (32 - bits);
         Ok(Self {
@@ -72,7 +76,9 @@ impl ServiceIpRange {
                 return Ok(ip);
             }
         }
-        Err(ApiError::internal("failed to allocate a serviceIP: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a serviceIP: range is full",
+        ))
     }
 
     pub async fn release(&self, store: &dyn Store, ip: &str) {

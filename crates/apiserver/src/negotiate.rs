@@ -11,7 +11,9 @@ use serde_json::Value;
 pub enum Output {
     Json,
     /// `meta.k8s.io/v1` (or v1beta1) `Table`.
-    Table { beta: bool },
+    Table {
+        beta: bool,
+    },
 }
 
 struct MediaRange<'a> {
@@ -39,7 +41,10 @@ fn json_compatible(essence: &str) -> bool {
 }
 
 fn param<'a>(m: &MediaRange<'a>, key: &str) -> Option<&'a str> {
-    m.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v)
+    m.params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| *v)
 }
 
 /// Chooses the representation of an object or list response.
@@ -129,19 +134,26 @@ mod tests {
 
     #[test]
     fn kubectl_get_asks_for_a_table() {
-        let h = accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json");
+        let h = accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+        );
         assert_eq!(output(&h).ok(), Some(Output::Table { beta: false }));
     }
 
     #[test]
     fn protobuf_clients_that_accept_anything_get_json_and_protobuf_only_is_not_acceptable() {
-        assert_eq!(output(&accept("application/vnd.kubernetes.protobuf, */*")).ok(), Some(Output::Json));
+        assert_eq!(
+            output(&accept("application/vnd.kubernetes.protobuf, */*")).ok(),
+            Some(Output::Json)
+        );
         assert!(output(&accept("application/vnd.kubernetes.protobuf")).is_err());
     }
 
     #[test]
     fn kubectl_1_33_discovery_asks_for_aggregated_v2() {
-        let h = accept("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json");
+        let h = accept(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+        );
         assert_eq!(aggregated_discovery(&h), Some("v2"));
         assert_eq!(aggregated_discovery(&accept("application/json, */*")), None);
     }

@@ -32,7 +32,10 @@ pub fn serve(state: &AppState, rest: &[&str], headers: &HeaderMap) -> Result<Res
     let reg = &state.registry;
     match rest {
         ["v2"] => {
-            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let etag = Some(crate::openapi::v2_etag(reg));
             if accept.contains("protobuf") {
                 Ok(response(crate::openapi::v2_protobuf(reg), V2_PROTOBUF, etag))
@@ -40,7 +43,11 @@ pub fn serve(state: &AppState, rest: &[&str], headers: &HeaderMap) -> Result<Res
                 Ok(response(crate::openapi::v2_json(reg), "application/json", etag))
             }
         }
-        ["v3"] => Ok(response(crate::openapi::v3_index(reg).to_string().into_bytes(), "application/json", None)),
+        ["v3"] => Ok(response(
+            crate::openapi::v3_index(reg).to_string().into_bytes(),
+            "application/json",
+            None,
+        )),
         ["v3", "api", v] => crate::openapi::v3_group_version(reg, "", v)
             .map(|d| response(d.to_string().into_bytes(), "application/json", None))
             .ok_or_else(not_found),

@@ -96,7 +96,10 @@ fn encode(obj: &Value) -> Result<Bytes, ApiError> {
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn new_uid() -> String {
@@ -104,7 +107,14 @@ fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex_lower(&b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn hex_lower(b: &[u8]) -> String {
@@ -112,7 +122,12 @@ fn hex_lower(b: &[u8]) -> String {
 }
 
 /// Checks `apiVersion`/`kind` of a body against the endpoint, filling them in when absent.
-pub fn check_type(info: &ResourceInfo, expected_kind: &str, expected_api_version: &str, body: Value) -> Result<Value, ApiError> {
+pub fn check_type(
+    info: &ResourceInfo,
+    expected_kind: &str,
+    expected_api_version: &str,
+    body: Value,
+) -> Result<Value, ApiError> {
     let mut obj = match body {
         Value::Object(m) => Value::Object(m),
         _ => {
@@ -122,7 +137,11 @@ pub fn check_type(info: &ResourceInfo, expected_kind: &str, expected_api_version
         }
     };
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    let av = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if (!kind.is_empty() && kind != expected_kind) || (!av.is_empty() && av != expected_api_version) {
         let shown_av = if av.is_empty() { expected_api_version } else { &av };
         let shown_kind = if kind.is_empty() { expected_kind } else { &kind };
@@ -203,14 +222,25 @@ pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
     let dry = dry_run(q)?;
     let now = state.now_string();
     {
-        let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::internal("metadata"))?;
-        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::internal("metadata"))?;
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(k);
         }
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now));
         if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty)
-            && let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|b| !b.is_empty())
+            && let Some(base) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|b| !b.is_empty())
         {
             let name = api::validation::generate_name(base, &mut rand::thread_rng());
             meta.insert("name".into(), json!(name));
@@ -264,7 +294,11 @@ async fn allocate_cluster_ip(state: &AppState, obj: &mut Value) -> Result<Option
         return Ok(None);
     }
     let owner = format!("{}/{}", meta_str(obj, "namespace"), meta_str(obj, "name"));
-    let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+    let requested = obj
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let ip = match requested.as_str() {
         "None" => {
             obj["spec"]["clusterIPs"] = json!(["None"]);
@@ -276,13 +310,41 @@ async fn allocate_cluster_ip(state: &AppState, obj: &mut Value) -> Result<Option
             let kind = api::GroupKind::new("", "Service");
             let name = meta_str(obj, "name").to_string();
             let ip: std::net::Ipv4Addr = fixed.parse().map_err(|_| {
-                ApiError::invalid(&kind, &name, vec![api::FieldError::invalid(&field, fixed, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")])
+                ApiError::invalid(
+                    &kind,
+                    &name,
+                    vec![api::FieldError::invalid(
+                        &field,
+                        fixed,
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    )],
+                )
             })?;
             if !state.service_ips.contains(ip) && ip != state.service_ips.first() {
-                return Err(ApiError::invalid(&kind, &name, vec![api::FieldError::invalid(&field, fixed, "failed to allocate IP: the provided IP is not in the valid range")]));
+                return Err(ApiError::invalid(
+                    &kind,
+                    &name,
+                    vec![api::FieldError::invalid(
+                        &field,
+                        fixed,
+                        "failed to allocate IP: the provided IP is not in the valid range",
+                    )],
+                ));
             }
-            if !state.service_ips.reserve(state.store.as_ref(), ip, &owner).await? {
-                return Err(ApiError::invalid(&kind, &name, vec![api::FieldError::invalid(&field, fixed, "failed to allocate IP: provided IP is already allocated")]));
+            if !state
+                .service_ips
+                .reserve(state.store.as_ref(), ip, &owner)
+                .await?
+            {
+                return Err(ApiError::invalid(
+                    &kind,
+                    &name,
+                    vec![api::FieldError::invalid(
+                        &field,
+                        fixed,
+                        "failed to allocate IP: provided IP is already allocated",
+                    )],
+                ));
             }
             ip
         }
@@ -303,7 +365,11 @@ fn encode_continue(prefix: &str, next_key: &str, rev: i64) -> String {
 }
 
 fn decode_continue(prefix: &str, token: &str) -> Result<(String, i64), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
@@ -312,7 +378,11 @@ fn decode_continue(prefix: &str, token: &str) -> Result<(String, i64), ApiError>
     if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
         return Err(bad());
     }
-    let rev = v.get("rv").and_then(Value::as_i64).filter(|r| *r > 0).ok_or_else(bad)?;
+    let rev = v
+        .get("rv")
+        .and_then(Value::as_i64)
+        .filter(|r| *r > 0)
+        .ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
     if start.contains("..") || start.starts_with('/') {
         return Err(bad());
@@ -331,7 +401,8 @@ pub struct Filter {
 impl Filter {
     pub fn from_query(info: &ResourceInfo, q: &Query) -> Result<Self, ApiError> {
         let labels = match q.get("labelSelector") {
-            Some(s) => Selector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            Some(s) => Selector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
             None => Selector::everything(),
         };
         let fields = match q.get("fieldSelector") {
@@ -357,12 +428,18 @@ impl Filter {
 pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Result<Reply, ApiError> {
     let info = &t.info;
     let filter = Filter::from_query(info, q)?;
-    let prefix = info
-        .storage_list_prefix(t.namespace.as_deref())
-        .ok_or_else(|| ApiError::MethodNotAllowed { resource: t.resource(), action: "list".into() })?;
+    let prefix =
+        info.storage_list_prefix(t.namespace.as_deref())
+            .ok_or_else(|| ApiError::MethodNotAllowed {
+                resource: t.resource(),
+                action: "list".into(),
+            })?;
     let limit: usize = match q.get("limit").map(String::as_str) {
         None | Some("") => 0,
-        Some(l) => l.parse::<i64>().map(|l| l.max(0) as usize).map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
+        Some(l) => l
+            .parse::<i64>()
+            .map(|l| l.max(0) as usize)
+            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
     };
     let (mut start_key, mut revision) = (None, None);
     if let Some(c) = q.get("continue").filter(|c| !c.is_empty()) {
@@ -370,9 +447,11 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
         start_key = Some(k);
         revision = Some(r);
     } else if q.get("resourceVersionMatch").map(String::as_str) == Some("Exact") {
-        let rv = q.get("resourceVersion").and_then(|r| r.parse::<i64>().ok()).filter(|r| *r > 0).ok_or_else(|| {
-            ApiError::bad_request("resourceVersionMatch: Exact requires a resourceVersion")
-        })?;
+        let rv = q
+            .get("resourceVersion")
+            .and_then(|r| r.parse::<i64>().ok())
+            .filter(|r| *r > 0)
+            .ok_or_else(|| ApiError::bad_request("resourceVersionMatch: Exact requires a resourceVersion"))?;
         revision = Some(rv);
     }
     let continuing = start_key.is_some();
@@ -453,9 +532,17 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
     }
 }
 
-pub fn table(state: &AppState, info: &ResourceInfo, items: &[Value], meta: Value, q: &Query, beta: bool) -> Result<Value, ApiError> {
+pub fn table(
+    state: &AppState,
+    info: &ResourceInfo,
+    items: &[Value],
+    meta: Value,
+    q: &Query,
+    beta: bool,
+) -> Result<Value, ApiError> {
     let include = match q.get("includeObject") {
-        Some(s) => api::IncludeObject::parse(s).ok_or_else(|| ApiError::bad_request(format!("invalid includeObject: {s}")))?,
+        Some(s) => api::IncludeObject::parse(s)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid includeObject: {s}")))?,
         None => api::IncludeObject::default(),
     };
     let mut t = api::to_table(&info.group, &info.kind, items, state.now(), include);
@@ -469,9 +556,21 @@ pub fn table(state: &AppState, info: &ResourceInfo, items: &[Value], meta: Value
 }
 
 /// Field-level rules of an update: what the client may not change, what it cannot see.
-fn prepare_update(state: &AppState, info: &ResourceInfo, old: &Value, new: &mut Value, subresource: Option<&str>) {
+fn prepare_update(
+    state: &AppState,
+    info: &ResourceInfo,
+    old: &Value,
+    new: &mut Value,
+    subresource: Option<&str>,
+) {
     let _ = state;
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old["metadata"].get(k) {
             Some(v) => new["metadata"][k] = v.clone(),
             None => {
@@ -518,27 +617,42 @@ fn prepare_update(state: &AppState, info: &ResourceInfo, old: &Value, new: &mut 
                 }
             }
             if info.kind == "Namespace" {
-                new["status"] = old.get("status").cloned().unwrap_or_else(|| json!({"phase": "Active"}));
+                new["status"] = old
+                    .get("status")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"phase": "Active"}));
             }
         }
     }
     strategy::apply_defaults(info, new);
     if strategy::tracks_generation(info) && strategy::spec_changed(old, new) {
-        let g = old["metadata"].get("generation").and_then(Value::as_i64).unwrap_or(0);
+        let g = old["metadata"]
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         new["metadata"]["generation"] = json!(g + 1);
     }
 }
 
 /// Writes `new` over `old_kv` if nobody else wrote first; deletes instead when the last finalizer of an object
 /// being deleted went away.
-async fn commit_update(state: &AppState, t: &Target, old_kv: &KeyValue, mut new: Value, dry: bool) -> Result<Value, store::Error> {
+async fn commit_update(
+    state: &AppState,
+    t: &Target,
+    old_kv: &KeyValue,
+    mut new: Value,
+    dry: bool,
+) -> Result<Value, store::Error> {
     let deleting = !meta_str(&new, "deletionTimestamp").is_empty();
     let finalizers_left = new["metadata"]
         .get("finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty())
         || (t.info.kind == "Namespace"
-            && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()));
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty()));
     if dry {
         return Ok(new);
     }
@@ -582,7 +696,11 @@ pub async fn update(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
     check_namespace(t, &mut new)?;
     let dry = dry_run(q)?;
     let key = t.key()?;
-    let old_kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), t.name(), e))?;
+    let old_kv = state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(&t.resource(), t.name(), e))?;
     let old = decode(&old_kv)?;
     if let Some(rv) = precondition_rv(&new)?
         && rv != old_kv.mod_revision
@@ -599,27 +717,44 @@ pub async fn update(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
 
 /// `PATCH`: apply to the current object and write back, retrying when another writer got in between (unless
 /// the patch pins a `resourceVersion`).
-pub async fn patch(state: &AppState, t: &Target, q: &Query, patch_type: PatchType, body: Value) -> Result<Reply, ApiError> {
+pub async fn patch(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    patch_type: PatchType,
+    body: Value,
+) -> Result<Reply, ApiError> {
     let info = &t.info;
     if patch_type == PatchType::Apply {
         return Err(ApiError::UnsupportedMediaType {
-            accepted: PatchType::ALL_CONTENT_TYPES[..3].iter().map(|s| s.to_string()).collect(),
+            accepted: PatchType::ALL_CONTENT_TYPES[..3]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         });
     }
     let dry = dry_run(q)?;
     let key = t.key()?;
     for _ in 0..MAX_RETRIES {
-        let old_kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), t.name(), e))?;
+        let old_kv = state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(&t.resource(), t.name(), e))?;
         let old = decode(&old_kv)?;
         let patched = api::apply_patch(patch_type, &info.group, &info.kind, &old, &body)
             .map_err(|e| e.to_api_error(&info.group_kind(), t.name()))?;
         let mut new = check_type(info, &info.kind, &info.api_version(), patched)?;
         if meta_str(&new, "name") != t.name() {
-            return Err(ApiError::invalid(&info.group_kind(), t.name(), vec![api::FieldError::invalid(
-                &api::FieldPath::new("metadata").child("name"),
-                meta_str(&new, "name"),
-                "field is immutable",
-            )]));
+            return Err(ApiError::invalid(
+                &info.group_kind(),
+                t.name(),
+                vec![api::FieldError::invalid(
+                    &api::FieldPath::new("metadata").child("name"),
+                    meta_str(&new, "name"),
+                    "field is immutable",
+                )],
+            ));
         }
         let pinned = precondition_rv(&new)?;
         if let Some(rv) = pinned
@@ -657,28 +792,44 @@ fn delete_options(q: &Query, body: Option<&Value>) -> Result<DeleteOptions, ApiE
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| q.get("propagationPolicy").cloned());
-    if b("orphanDependents").and_then(Value::as_bool) == Some(true) || q.get("orphanDependents").map(String::as_str) == Some("true") {
+    if b("orphanDependents").and_then(Value::as_bool) == Some(true)
+        || q.get("orphanDependents").map(String::as_str) == Some("true")
+    {
         propagation = Some("Orphan".into());
     }
     if let Some(p) = &propagation
         && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
     {
-        return Err(ApiError::bad_request(format!("DeleteOptions.propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+        return Err(ApiError::bad_request(format!(
+            "DeleteOptions.propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
     }
-    let dry_body = b("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let dry_body = b("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
         grace,
         propagation,
-        uid: b("preconditions").and_then(|p| p.get("uid")).and_then(Value::as_str).map(str::to_string),
-        rv: b("preconditions").and_then(|p| p.get("resourceVersion")).and_then(Value::as_str).map(str::to_string),
+        uid: b("preconditions")
+            .and_then(|p| p.get("uid"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        rv: b("preconditions")
+            .and_then(|p| p.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
         dry: dry_body || dry_run(q)?,
     })
 }
 
 /// Frees what an object held outside itself (a Service's cluster IP).
 async fn release_resources(state: &AppState, t: &Target, obj: &Value) {
-    if t.info.group.is_empty() && t.info.kind == "Service"
-        && let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|ip| *ip != "None" && !ip.is_empty())
+    if t.info.group.is_empty()
+        && t.info.kind == "Service"
+        && let Some(ip) = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .filter(|ip| *ip != "None" && !ip.is_empty())
     {
         state.service_ips.release(state.store.as_ref(), ip).await;
     }
@@ -686,12 +837,21 @@ async fn release_resources(state: &AppState, t: &Target, obj: &Value) {
 
 /// `DELETE` of one object: marks it when finalizers (or a graceful pod deletion) must run first, removes it
 /// otherwise.
-pub async fn delete(state: &AppState, t: &Target, q: &Query, body: Option<&Value>) -> Result<Reply, ApiError> {
+pub async fn delete(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    body: Option<&Value>,
+) -> Result<Reply, ApiError> {
     let opts = delete_options(q, body)?;
     let key = t.key()?;
     let resource = t.resource();
     for _ in 0..MAX_RETRIES {
-        let kv = state.store.get(&key).await.map_err(|e| store_error(&resource, t.name(), e))?;
+        let kv = state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(&resource, t.name(), e))?;
         let mut obj = decode(&kv)?;
         if let Some(uid) = &opts.uid
             && uid != meta_str(&obj, "uid")
@@ -699,7 +859,10 @@ pub async fn delete(state: &AppState, t: &Target, q: &Query, body: Option<&Value
             return Err(ApiError::Conflict {
                 resource: resource.clone(),
                 name: t.name().into(),
-                reason: format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&obj, "uid")),
+                reason: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&obj, "uid")
+                ),
             });
         }
         if let Some(rv) = &opts.rv
@@ -708,22 +871,41 @@ pub async fn delete(state: &AppState, t: &Target, q: &Query, body: Option<&Value
             return Err(ApiError::Conflict {
                 resource: resource.clone(),
                 name: t.name().into(),
-                reason: format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta_str(&obj, "resourceVersion")),
+                reason: format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    meta_str(&obj, "resourceVersion")
+                ),
             });
         }
         let now = state.now_string();
-        let mut finalizers: Vec<Value> = obj["metadata"].get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut finalizers: Vec<Value> = obj["metadata"]
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let first_mark = meta_str(&obj, "deletionTimestamp").is_empty();
         match opts.propagation.as_deref() {
-            Some("Foreground") if first_mark && !finalizers.iter().any(|f| f == "foregroundDeletion") => finalizers.push(json!("foregroundDeletion")),
-            Some("Orphan") if first_mark && !finalizers.iter().any(|f| f == "orphan") => finalizers.push(json!("orphan")),
+            Some("Foreground") if first_mark && !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                finalizers.push(json!("foregroundDeletion"))
+            }
+            Some("Orphan") if first_mark && !finalizers.iter().any(|f| f == "orphan") => {
+                finalizers.push(json!("orphan"))
+            }
             _ => {}
         }
         let is_ns = t.info.group.is_empty() && t.info.kind == "Namespace";
-        let ns_finalizers = is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let ns_finalizers = is_ns
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
         let graceful_pod = t.info.group.is_empty()
             && t.info.kind == "Pod"
-            && !obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty()
+            && !obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
             && opts.grace != Some(0)
             && first_mark;
         if !finalizers.is_empty() || ns_finalizers || graceful_pod {
@@ -732,12 +914,19 @@ pub async fn delete(state: &AppState, t: &Target, q: &Query, body: Option<&Value
             }
             let grace = if graceful_pod {
                 opts.grace
-                    .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                    .or_else(|| {
+                        obj.pointer("/spec/terminationGracePeriodSeconds")
+                            .and_then(Value::as_i64)
+                    })
                     .unwrap_or(30)
             } else {
                 0
             };
-            let when = state.now().checked_add(k8s_openapi::jiff::SignedDuration::from_secs(grace)).map(|t| t.to_string()).unwrap_or(now);
+            let when = state
+                .now()
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(grace))
+                .map(|t| t.to_string())
+                .unwrap_or(now);
             obj["metadata"]["deletionTimestamp"] = json!(when);
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             if !finalizers.is_empty() {
@@ -781,9 +970,19 @@ pub async fn delete(state: &AppState, t: &Target, q: &Query, body: Option<&Value
 }
 
 /// `DELETE` of a collection: every object the selectors match, one by one.
-pub async fn delete_collection(state: &AppState, t: &Target, q: &Query, body: Option<&Value>) -> Result<Reply, ApiError> {
+pub async fn delete_collection(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    body: Option<&Value>,
+) -> Result<Reply, ApiError> {
     let listed = list(state, t, q, Output::Json).await?;
-    let items = listed.body.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = listed
+        .body
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut deleted = Vec::new();
     for item in items {
         let target = Target {
@@ -828,19 +1027,29 @@ fn scale_of(obj: &Value) -> Value {
 }
 
 /// `GET`/`PUT`/`PATCH` of `.../scale`.
-pub async fn scale(state: &AppState, t: &Target, q: &Query, change: Option<(Option<PatchType>, Value)>) -> Result<Reply, ApiError> {
+pub async fn scale(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    change: Option<(Option<PatchType>, Value)>,
+) -> Result<Reply, ApiError> {
     let key = t.key()?;
     let dry = dry_run(q)?;
     let gk = api::GroupKind::new("autoscaling", "Scale");
     for _ in 0..MAX_RETRIES {
-        let kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), t.name(), e))?;
+        let kv = state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(&t.resource(), t.name(), e))?;
         let obj = decode(&kv)?;
         let current = scale_of(&obj);
         let Some((patch_type, body)) = &change else {
             return Ok(Reply::ok(current));
         };
         let wanted = match patch_type {
-            Some(pt) => api::apply_patch(*pt, "autoscaling", "Scale", &current, body).map_err(|e| e.to_api_error(&gk, t.name()))?,
+            Some(pt) => api::apply_patch(*pt, "autoscaling", "Scale", &current, body)
+                .map_err(|e| e.to_api_error(&gk, t.name()))?,
             None => check_type(&t.info, "Scale", "autoscaling/v1", body.clone())?,
         };
         let pinned = precondition_rv(&wanted)?;
@@ -851,13 +1060,27 @@ pub async fn scale(state: &AppState, t: &Target, q: &Query, change: Option<(Opti
         }
         let replicas = match wanted.pointer("/spec/replicas") {
             None | Some(Value::Null) => 0,
-            Some(v) => v.as_i64().filter(|r| *r >= 0 && *r <= i64::from(i32::MAX)).ok_or_else(|| {
-                ApiError::invalid(&gk, t.name(), vec![api::FieldError::invalid(&api::FieldPath::new("spec").child("replicas"), v.clone(), "must be greater than or equal to 0")])
-            })?,
+            Some(v) => v
+                .as_i64()
+                .filter(|r| *r >= 0 && *r <= i64::from(i32::MAX))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        &gk,
+                        t.name(),
+                        vec![api::FieldError::invalid(
+                            &api::FieldPath::new("spec").child("replicas"),
+                            v.clone(),
+                            "must be greater than or equal to 0",
+                        )],
+                    )
+                })?,
         };
         let mut new = obj.clone();
         new["spec"]["replicas"] = json!(replicas);
-        let plain = Target { subresource: None, ..t.clone() };
+        let plain = Target {
+            subresource: None,
+            ..t.clone()
+        };
         prepare_update(state, &t.info, &obj, &mut new, None);
         match commit_update(state, &plain, &kv, new, dry).await {
             Ok(out) => return Ok(Reply::ok(scale_of(&out))),
@@ -869,27 +1092,73 @@ pub async fn scale(state: &AppState, t: &Target, q: &Query, change: Option<(Opti
 }
 
 /// `POST pods/<name>/binding` (or `bindings`): assigns the pod to a node once.
-pub async fn bind(state: &AppState, pods: &ResourceInfo, namespace: &str, pod_name: &str, body: Value) -> Result<Reply, ApiError> {
-    let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+pub async fn bind(
+    state: &AppState,
+    pods: &ResourceInfo,
+    namespace: &str,
+    pod_name: &str,
+    body: Value,
+) -> Result<Reply, ApiError> {
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let gk = api::GroupKind::new("", "Binding");
     if node.is_empty() {
-        return Err(ApiError::invalid(&gk, pod_name, vec![api::FieldError::required(&api::FieldPath::new("target").child("name"), "")]));
+        return Err(ApiError::invalid(
+            &gk,
+            pod_name,
+            vec![api::FieldError::required(
+                &api::FieldPath::new("target").child("name"),
+                "",
+            )],
+        ));
     }
-    let t = Target { info: pods.clone(), namespace: Some(namespace.into()), name: Some(pod_name.into()), subresource: None };
+    let t = Target {
+        info: pods.clone(),
+        namespace: Some(namespace.into()),
+        name: Some(pod_name.into()),
+        subresource: None,
+    };
     let key = t.key()?;
     for _ in 0..MAX_RETRIES {
-        let kv = state.store.get(&key).await.map_err(|e| store_error(&t.resource(), pod_name, e))?;
+        let kv = state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(&t.resource(), pod_name, e))?;
         let mut pod = decode(&kv)?;
         if !meta_str(&pod, "deletionTimestamp").is_empty() {
-            return Err(ApiError::Conflict { resource: t.resource(), name: pod_name.into(), reason: format!("pod {pod_name} is being deleted, cannot be assigned to a host") });
+            return Err(ApiError::Conflict {
+                resource: t.resource(),
+                name: pod_name.into(),
+                reason: format!("pod {pod_name} is being deleted, cannot be assigned to a host"),
+            });
         }
-        let current = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        let current = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !current.is_empty() {
-            return Err(ApiError::Conflict { resource: t.resource(), name: pod_name.into(), reason: format!("pod {pod_name} is already assigned to node \"{current}\"") });
+            return Err(ApiError::Conflict {
+                resource: t.resource(),
+                name: pod_name.into(),
+                reason: format!("pod {pod_name} is already assigned to node \"{current}\""),
+            });
         }
         pod["spec"]["nodeName"] = json!(node);
-        match state.store.update(&key, encode(&pod)?, kv.mod_revision, None).await {
-            Ok(_) => return Ok(Reply { code: 201, body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}) }),
+        match state
+            .store
+            .update(&key, encode(&pod)?, kv.mod_revision, None)
+            .await
+        {
+            Ok(_) => {
+                return Ok(Reply {
+                    code: 201,
+                    body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                });
+            }
             Err(store::Error::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(&t.resource(), pod_name, e)),
         }

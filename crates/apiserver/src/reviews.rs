@@ -9,7 +9,12 @@ use crate::security::{Attributes, Decision, UserInfo};
 use crate::state::AppState;
 
 fn attributes_from_spec(spec: &Value, user: UserInfo) -> Attributes {
-    let s = |v: Option<&Value>, k: &str| v.and_then(|v| v.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |v: Option<&Value>, k: &str| {
+        v.and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let ra = spec.get("resourceAttributes");
     let nra = spec.get("nonResourceAttributes");
     match (ra, nra) {
@@ -44,11 +49,20 @@ fn decision_status(d: Decision) -> Value {
 }
 
 /// `POST` of a review kind.
-pub fn create(state: &AppState, info: &ResourceInfo, user: &UserInfo, body: Value) -> Result<Reply, ApiError> {
+pub fn create(
+    state: &AppState,
+    info: &ResourceInfo,
+    user: &UserInfo,
+    body: Value,
+) -> Result<Reply, ApiError> {
     let mut obj = check_type(info, &info.kind, &info.api_version(), body)?;
     let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
     let status = match info.kind.as_str() {
-        "SelfSubjectAccessReview" => decision_status(state.security.authorize(&attributes_from_spec(&spec, user.clone()))),
+        "SelfSubjectAccessReview" => decision_status(
+            state
+                .security
+                .authorize(&attributes_from_spec(&spec, user.clone())),
+        ),
         "SubjectAccessReview" | "LocalSubjectAccessReview" => {
             let subject = UserInfo {
                 name: spec.get("user").and_then(Value::as_str).unwrap_or("").into(),

@@ -40,7 +40,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         user = tracing::field::Empty,
         status = tracing::field::Empty,
     );
-    let resp = async {
+    async {
         let resp = match dispatch(&state, req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
@@ -50,8 +50,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         resp
     }
     .instrument(span)
-    .await;
-    resp
+    .await
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
@@ -65,8 +64,10 @@ fn json_response(code: u16, body: &Value) -> Response {
 fn text_response(code: StatusCode, body: String) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = code;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp.headers_mut()
         .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     resp
@@ -83,9 +84,9 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::RequestEntityTooLarge(format!(
-            "limit is {MAX_BODY_BYTES}"
-        ))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::RequestEntityTooLarge(
+            format!("limit is {MAX_BODY_BYTES}"),
+        )),
         Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
     }
 }
@@ -99,9 +100,15 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         .and_then(|v| v.parse::<usize>().ok())
         && len > MAX_BODY_BYTES
     {
-        return Err(ApiError::RequestEntityTooLarge(format!("limit is {MAX_BODY_BYTES}")));
+        return Err(ApiError::RequestEntityTooLarge(format!(
+            "limit is {MAX_BODY_BYTES}"
+        )));
     }
-    let peer = parts.extensions.get::<PeerCertificates>().cloned().unwrap_or_default();
+    let peer = parts
+        .extensions
+        .get::<PeerCertificates>()
+        .cloned()
+        .unwrap_or_default();
     let bearer = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -114,17 +121,33 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         .map(|q| q.0)
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let method = parts.method.clone();
     let headers = parts.headers;
 
     // Non-resource endpoints.
     let verbose = query.contains_key("verbose");
     match segs.as_slice() {
-        [] | ["version"] | ["healthz", ..] | ["livez", ..] | ["readyz", ..] | ["openapi", ..] | ["api"] | ["apis"] => {
+        []
+        | ["version"]
+        | ["healthz", ..]
+        | ["livez", ..]
+        | ["readyz", ..]
+        | ["openapi", ..]
+        | ["api"]
+        | ["apis"] => {
             let verb = match method {
                 Method::GET | Method::HEAD => "get",
-                _ => return Err(ApiError::MethodNotAllowed { resource: api::GroupResource::new("", ""), action: method.to_string() }),
+                _ => {
+                    return Err(ApiError::MethodNotAllowed {
+                        resource: api::GroupResource::new("", ""),
+                        action: method.to_string(),
+                    });
+                }
             };
             authorize(state, non_resource(&user, verb, &path))?;
         }
@@ -132,11 +155,28 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     }
     match segs.as_slice() {
         [] => {
-            let paths: Vec<String> = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v2", "/openapi/v3"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain(state.registry.group_versions().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| format!("/apis/{g}/{v}")))
-                .collect();
+            let paths: Vec<String> = [
+                "/api",
+                "/api/v1",
+                "/apis",
+                "/healthz",
+                "/livez",
+                "/readyz",
+                "/version",
+                "/openapi/v2",
+                "/openapi/v3",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(
+                state
+                    .registry
+                    .group_versions()
+                    .into_iter()
+                    .filter(|(g, _)| !g.is_empty())
+                    .map(|(g, v)| format!("/apis/{g}/{v}")),
+            )
+            .collect();
             return Ok(json_response(200, &serde_json::json!({"paths": paths})));
         }
         ["version"] => return Ok(json_response(200, &discovery::version())),
@@ -151,27 +191,39 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         ["openapi", rest @ ..] => return crate::openapi_routes::serve(state, rest, &headers),
         ["api"] => {
             if let Some(v) = negotiate::aggregated_discovery(&headers) {
-                return Ok(aggregated_response(&discovery::aggregated(&state.registry, true, v), v));
+                return Ok(aggregated_response(
+                    &discovery::aggregated(&state.registry, true, v),
+                    v,
+                ));
             }
             return Ok(json_response(200, &discovery::core_versions()));
         }
         ["apis"] => {
             if let Some(v) = negotiate::aggregated_discovery(&headers) {
-                return Ok(aggregated_response(&discovery::aggregated(&state.registry, false, v), v));
+                return Ok(aggregated_response(
+                    &discovery::aggregated(&state.registry, false, v),
+                    v,
+                ));
             }
             return Ok(json_response(200, &discovery::group_list(&state.registry)));
         }
         ["api", "v1"] => {
             authorize(state, non_resource(&user, "get", &path))?;
-            return discovery::resource_list(&state.registry, "", "v1").map(|d| json_response(200, &d)).ok_or_else(not_found_path);
+            return discovery::resource_list(&state.registry, "", "v1")
+                .map(|d| json_response(200, &d))
+                .ok_or_else(not_found_path);
         }
         ["apis", g] => {
             authorize(state, non_resource(&user, "get", &path))?;
-            return discovery::group(&state.registry, g).map(|d| json_response(200, &d)).ok_or_else(not_found_path);
+            return discovery::group(&state.registry, g)
+                .map(|d| json_response(200, &d))
+                .ok_or_else(not_found_path);
         }
         ["apis", g, v] => {
             authorize(state, non_resource(&user, "get", &path))?;
-            return discovery::resource_list(&state.registry, g, v).map(|d| json_response(200, &d)).ok_or_else(not_found_path);
+            return discovery::resource_list(&state.registry, g, v)
+                .map(|d| json_response(200, &d))
+                .ok_or_else(not_found_path);
         }
         _ => {}
     }
@@ -192,9 +244,12 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             .cloned()
     };
     let (namespace, plural, name, sub) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {
-            (Some(ns.to_string()), *plural, tail.first().copied(), tail.get(1).copied())
-        }
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => (
+            Some(ns.to_string()),
+            *plural,
+            tail.first().copied(),
+            tail.get(1).copied(),
+        ),
         [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
         [] => return Err(not_found_path()),
     };
@@ -213,7 +268,12 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         (&Method::PATCH, _) => "patch",
         (&Method::DELETE, true) => "delete",
         (&Method::DELETE, false) => "deletecollection",
-        _ => return Err(ApiError::MethodNotAllowed { resource: info.group_resource(), action: method.to_string() }),
+        _ => {
+            return Err(ApiError::MethodNotAllowed {
+                resource: info.group_resource(),
+                action: method.to_string(),
+            });
+        }
     };
     let target = Target {
         info: info.clone(),
@@ -238,7 +298,9 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     )?;
     let allowed = match sub {
         None => info.supports_verb(verb),
-        Some(s) => info.subresource(s).is_some_and(|sr| sr.verbs.iter().any(|v| v == verb)),
+        Some(s) => info
+            .subresource(s)
+            .is_some_and(|sr| sr.verbs.iter().any(|v| v == verb)),
     };
     if !allowed {
         if let Some(s) = sub
@@ -279,29 +341,66 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         ("create", None) => rest::create(state, &target, &query, parsed.unwrap_or(Value::Null)).await?,
         ("create", Some("binding")) => {
             let ns = namespace.clone().unwrap_or_default();
-            rest::bind(state, &info, &ns, name.unwrap_or(""), parsed.unwrap_or(Value::Null)).await?
+            rest::bind(
+                state,
+                &info,
+                &ns,
+                name.unwrap_or(""),
+                parsed.unwrap_or(Value::Null),
+            )
+            .await?
         }
-        ("update", None | Some("status")) => rest::update(state, &target, &query, parsed.unwrap_or(Value::Null)).await?,
+        ("update", None | Some("status")) => {
+            rest::update(state, &target, &query, parsed.unwrap_or(Value::Null)).await?
+        }
         ("patch", None | Some("status")) => {
             let pt = patch_type(&headers)?;
             rest::patch(state, &target, &query, pt, parsed.unwrap_or(Value::Null)).await?
         }
         ("get", Some("scale")) => rest::scale(state, &target, &query, None).await?,
-        ("update", Some("scale")) => rest::scale(state, &target, &query, Some((None, parsed.unwrap_or(Value::Null)))).await?,
+        ("update", Some("scale")) => {
+            rest::scale(
+                state,
+                &target,
+                &query,
+                Some((None, parsed.unwrap_or(Value::Null))),
+            )
+            .await?
+        }
         ("patch", Some("scale")) => {
             let pt = patch_type(&headers)?;
-            rest::scale(state, &target, &query, Some((Some(pt), parsed.unwrap_or(Value::Null)))).await?
+            rest::scale(
+                state,
+                &target,
+                &query,
+                Some((Some(pt), parsed.unwrap_or(Value::Null))),
+            )
+            .await?
         }
         ("create", Some("token")) => reviews::token_request(state, &target, parsed.unwrap_or(Value::Null))?,
         ("update" | "patch", Some("approval")) => {
-            let t = Target { subresource: Some("status".into()), ..target.clone() };
+            let t = Target {
+                subresource: Some("status".into()),
+                ..target.clone()
+            };
             match verb {
                 "update" => rest::update(state, &t, &query, parsed.unwrap_or(Value::Null)).await?,
-                _ => rest::patch(state, &t, &query, patch_type(&headers)?, parsed.unwrap_or(Value::Null)).await?,
+                _ => {
+                    rest::patch(
+                        state,
+                        &t,
+                        &query,
+                        patch_type(&headers)?,
+                        parsed.unwrap_or(Value::Null),
+                    )
+                    .await?
+                }
             }
         }
         ("delete", None) => rest::delete(state, &target, &query, parsed.as_ref()).await?,
-        ("deletecollection", None) => rest::delete_collection(state, &target, &query, parsed.as_ref()).await?,
+        ("deletecollection", None) => {
+            rest::delete_collection(state, &target, &query, parsed.as_ref()).await?
+        }
         _ => {
             return Err(ApiError::MethodNotAllowed {
                 resource: info.group_resource(),
@@ -310,9 +409,14 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         }
     };
     let body = match (output, verb, sub) {
-        (Output::Table { beta }, "get" | "create" | "update" | "patch", None) => {
-            rest::table(state, &info, std::slice::from_ref(&reply.body), serde_json::json!({"resourceVersion": reply.body["metadata"]["resourceVersion"].clone()}), &query, beta)?
-        }
+        (Output::Table { beta }, "get" | "create" | "update" | "patch", None) => rest::table(
+            state,
+            &info,
+            std::slice::from_ref(&reply.body),
+            serde_json::json!({"resourceVersion": reply.body["metadata"]["resourceVersion"].clone()}),
+            &query,
+            beta,
+        )?,
         _ => reply.body,
     };
     Ok(json_response(reply.code, &body))
@@ -335,7 +439,10 @@ fn patch_type(headers: &http::HeaderMap) -> Result<PatchType, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(PatchType::from_content_type)
         .ok_or_else(|| ApiError::UnsupportedMediaType {
-            accepted: PatchType::ALL_CONTENT_TYPES.iter().map(|s| s.to_string()).collect(),
+            accepted: PatchType::ALL_CONTENT_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         })
 }
 
@@ -379,7 +486,11 @@ fn forbidden(attrs: &Attributes, reason: String) -> ApiError {
             namespace: attrs.namespace.clone(),
         }
     } else {
-        api::DeniedRequest::NonResource { user, verb: attrs.verb.clone(), path: attrs.path.clone() }
+        api::DeniedRequest::NonResource {
+            user,
+            verb: attrs.verb.clone(),
+            path: attrs.path.clone(),
+        }
     };
     ApiError::Forbidden { denied, reason }
 }

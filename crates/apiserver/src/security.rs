@@ -48,7 +48,11 @@ pub struct Security {
 
 impl Security {
     /// The user behind the request's credentials; `Unauthorized` when there are none and anonymous auth is off.
-    pub fn authenticate(&self, peer_certificates: &[Vec<u8>], bearer_token: Option<&str>) -> Result<UserInfo, ApiError> {
+    pub fn authenticate(
+        &self,
+        peer_certificates: &[Vec<u8>],
+        bearer_token: Option<&str>,
+    ) -> Result<UserInfo, ApiError> {
         if let Some(der) = peer_certificates.first()
             && let Some(user) = user_from_certificate(der)
         {

@@ -25,7 +25,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Opens the configured store; it stops its background tasks when `shutdown` is cancelled.
-pub async fn open_store(storage: &StorageConfig, shutdown: CancellationToken) -> Result<Arc<dyn Store>, ServeError> {
+pub async fn open_store(
+    storage: &StorageConfig,
+    shutdown: CancellationToken,
+) -> Result<Arc<dyn Store>, ServeError> {
     Ok(match storage {
         StorageConfig::Etcd(cfg) => Arc::new(store::EtcdStore::connect(cfg.clone(), shutdown).await?),
         StorageConfig::Sqlite(path) => {
@@ -44,9 +47,10 @@ pub async fn open_store(storage: &StorageConfig, shutdown: CancellationToken) ->
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
     let store = open_store(&config.storage, shutdown.child_token()).await?;
     let addr = SocketAddr::new(config.bind_address, config.secure_port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr: addr.to_string(), source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
     serve(config, store, listener, shutdown).await
 }
 
@@ -67,7 +71,9 @@ pub async fn serve(
     let state = AppState {
         store,
         registry: Arc::new(api::Registry::builtin()),
-        security: Arc::new(Security { anonymous_auth: config.anonymous_auth }),
+        security: Arc::new(Security {
+            anonymous_auth: config.anonymous_auth,
+        }),
         config: Arc::new(config),
         service_ips: Arc::new(service_ips),
         clock: Arc::new(store::SystemClock),
@@ -122,7 +128,10 @@ pub async fn serve(
         });
     }
     tracing::info!("shutting down: draining connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the drain timeout");
     }
     Ok(())
@@ -157,7 +166,14 @@ fn uid() -> String {
     use rand::Rng;
     let b: [u8; 16] = rand::thread_rng().r#gen();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 async fn bootstrap_once(state: &AppState) -> Result<(), store::Error> {
@@ -174,7 +190,11 @@ async fn bootstrap_once(state: &AppState) -> Result<(), store::Error> {
     let ip = state.service_ips.first().to_string();
     let _ = state
         .service_ips
-        .reserve(state.store.as_ref(), state.service_ips.first(), "default/kubernetes")
+        .reserve(
+            state.store.as_ref(),
+            state.service_ips.first(),
+            "default/kubernetes",
+        )
         .await;
     let svc = json!({
         "kind": "Service", "apiVersion": "v1",

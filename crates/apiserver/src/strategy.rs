@@ -36,10 +36,14 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
         }
         ("apps", "Deployment") => {
             if let Some(spec) = obj_mut(obj, "spec") {
-            default(spec, "replicas", json!(1));
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "progressDeadlineSeconds", json!(600));
-            default_update_strategy(spec, "strategy", json!({"maxUnavailable": "25%", "maxSurge": "25%"}));
+                default(spec, "replicas", json!(1));
+                default(spec, "revisionHistoryLimit", json!(10));
+                default(spec, "progressDeadlineSeconds", json!(600));
+                default_update_strategy(
+                    spec,
+                    "strategy",
+                    json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
+                );
             }
             default_template(obj);
         }
@@ -52,7 +56,11 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
         ("apps", "DaemonSet") => {
             if let Some(spec) = obj_mut(obj, "spec") {
                 default(spec, "revisionHistoryLimit", json!(10));
-                default_update_strategy(spec, "updateStrategy", json!({"maxUnavailable": 1, "maxSurge": 0}));
+                default_update_strategy(
+                    spec,
+                    "updateStrategy",
+                    json!({"maxUnavailable": 1, "maxSurge": 0}),
+                );
             }
             default_template(obj);
         }
@@ -72,10 +80,8 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
                 }
             }
         }
-        ("", "Secret") => {
-            if obj.get("type").is_none_or(Value::is_null) {
-                obj["type"] = json!("Opaque");
-            }
+        ("", "Secret") if obj.get("type").is_none_or(Value::is_null) => {
+            obj["type"] = json!("Opaque");
         }
         ("", "Namespace") => {
             if let Some(spec) = obj_mut(obj, "spec") {
@@ -92,11 +98,16 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
 /// `type: RollingUpdate` with its parameters, also inside an empty `{}` strategy as clients often send.
 fn default_update_strategy(spec: &mut Map<String, Value>, field: &str, rolling: Value) {
     default(spec, field, json!({}));
-    let Some(strategy) = spec.get_mut(field).and_then(Value::as_object_mut) else { return };
+    let Some(strategy) = spec.get_mut(field).and_then(Value::as_object_mut) else {
+        return;
+    };
     default(strategy, "type", json!("RollingUpdate"));
     if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
         default(strategy, "rollingUpdate", json!({}));
-        if let (Some(r), Value::Object(d)) = (strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut), rolling) {
+        if let (Some(r), Value::Object(d)) = (
+            strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut),
+            rolling,
+        ) {
             for (k, v) in d {
                 default(r, &k, v);
             }
@@ -262,7 +273,8 @@ fn is_config_key(k: &str) -> bool {
         && k.len() <= 253
         && k != "."
         && k != ".."
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn validate_pod_spec(spec: Option<&Value>, path: &FieldPath, errs: &mut Vec<FieldError>) {
@@ -313,7 +325,11 @@ fn validate_workload(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError
     match selector {
         None | Some(Value::Null) => errs.push(FieldError::required(&spec.child("selector"), "")),
         Some(sel) => match Selector::from_label_selector_json(Some(sel)) {
-            Err(e) => errs.push(FieldError::invalid(&spec.child("selector"), sel.clone(), &e.to_string())),
+            Err(e) => errs.push(FieldError::invalid(
+                &spec.child("selector"),
+                sel.clone(),
+                &e.to_string(),
+            )),
             Ok(s) if s.is_everything() => errs.push(FieldError::invalid(
                 &spec.child("selector"),
                 sel.clone(),
@@ -358,7 +374,10 @@ fn validate_workload(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError
 
 fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = FieldPath::new("spec");
-    let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
     let allowed = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
     if !allowed.contains(&ty) {
         errs.push(FieldError::not_supported(&spec.child("type"), ty, &allowed));

@@ -38,7 +38,9 @@ pub fn server_config(
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for c in certs(ca)? {
-                roots.add(c).map_err(|e| ServeError::Tls(format!("client CA {}: {e}", ca.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| ServeError::Tls(format!("client CA {}: {e}", ca.display())))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()

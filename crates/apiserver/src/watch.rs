@@ -37,10 +37,15 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
     let filter = Filter::from_query(&info, q)?;
     let single_name = t.name.clone();
     let prefix = match &single_name {
-        Some(_) => t.info.storage_key(t.namespace.as_deref(), t.name.as_deref().unwrap_or("")),
+        Some(_) => t
+            .info
+            .storage_key(t.namespace.as_deref(), t.name.as_deref().unwrap_or("")),
         None => t.info.storage_list_prefix(t.namespace.as_deref()),
     }
-    .ok_or_else(|| ApiError::MethodNotAllowed { resource: t.resource(), action: "watch".into() })?;
+    .ok_or_else(|| ApiError::MethodNotAllowed {
+        resource: t.resource(),
+        action: "watch".into(),
+    })?;
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
@@ -51,7 +56,10 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
     let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
     let from_rv: Option<i64> = match rv {
         "" | "0" => None,
-        r => Some(r.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {r}")))?),
+        r => Some(
+            r.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {r}")))?,
+        ),
     };
     // Without a resourceVersion (or with 0, or sendInitialEvents) upstream first replays the current state.
     let mut initial = Vec::new();
@@ -59,18 +67,39 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
         let page = match &single_name {
             Some(_) => match state.store.get(&prefix).await {
                 Ok(kv) => {
-                    let rev = state.store.current_revision().await.map_err(|e| crate::error::store_error(&t.resource(), "", e))?;
-                    store::ListResult { items: vec![kv], revision: rev, ..Default::default() }
+                    let rev = state
+                        .store
+                        .current_revision()
+                        .await
+                        .map_err(|e| crate::error::store_error(&t.resource(), "", e))?;
+                    store::ListResult {
+                        items: vec![kv],
+                        revision: rev,
+                        ..Default::default()
+                    }
                 }
                 Err(store::Error::NotFound { .. }) => {
-                    let rev = state.store.current_revision().await.map_err(|e| crate::error::store_error(&t.resource(), "", e))?;
-                    store::ListResult { revision: rev, ..Default::default() }
+                    let rev = state
+                        .store
+                        .current_revision()
+                        .await
+                        .map_err(|e| crate::error::store_error(&t.resource(), "", e))?;
+                    store::ListResult {
+                        revision: rev,
+                        ..Default::default()
+                    }
                 }
                 Err(e) => return Err(crate::error::store_error(&t.resource(), "", e)),
             },
             None => state
                 .store
-                .list(&prefix, store::ListOptions { revision: from_rv, ..Default::default() })
+                .list(
+                    &prefix,
+                    store::ListOptions {
+                        revision: from_rv,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .map_err(|e| crate::error::store_error(&t.resource(), "", e))?,
         };
@@ -86,7 +115,13 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
     };
     let mut stream = state
         .store
-        .watch(&prefix, WatchOptions { prefix: single_name.is_none(), start_revision: Some(start_rev + 1) })
+        .watch(
+            &prefix,
+            WatchOptions {
+                prefix: single_name.is_none(),
+                start_revision: Some(start_rev + 1),
+            },
+        )
         .await
         .map_err(|e| crate::error::store_error(&t.resource(), "", e))?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
@@ -100,8 +135,15 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
         match output {
             Output::Table { beta } => {
                 let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
-                crate::rest::table(&render_state, &info, std::slice::from_ref(obj), meta, &query, beta)
-                    .unwrap_or_else(|_| obj.clone())
+                crate::rest::table(
+                    &render_state,
+                    &info,
+                    std::slice::from_ref(obj),
+                    meta,
+                    &query,
+                    beta,
+                )
+                .unwrap_or_else(|_| obj.clone())
             }
             Output::Json => obj.clone(),
         }
@@ -176,7 +218,8 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
     });
     let body = Body::from_stream(tokio_stream_from(rx));
     let mut resp = Response::new(body);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }
 

@@ -17,8 +17,16 @@ async fn env() -> Result<Env> {
     let etcd = testkit::etcd::EtcdCluster::start_single().await?;
     let port = free_port()?;
     let pki = Pki::new(port)?;
-    let server = ApiServer::start(&pki, port, &[format!("--etcd-servers={}", etcd.endpoints().join(","))])?;
-    Ok(Env { _etcd: etcd, pki, server })
+    let server = ApiServer::start(
+        &pki,
+        port,
+        &[format!("--etcd-servers={}", etcd.endpoints().join(","))],
+    )?;
+    Ok(Env {
+        _etcd: etcd,
+        pki,
+        server,
+    })
 }
 
 const DEPLOYMENT: &str = r#"
@@ -44,15 +52,25 @@ spec:
 
 /// The everyday workflow, in its own namespace, with one kubectl binary.
 fn everyday_workflow(k: &Kubectl, ns: &str, validate: bool) -> Result<()> {
-    let validate_flag = if validate { "--validate=true" } else { "--validate=false" };
-    let out = k.ok_stdin(&["create", "-f", "-"], &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"))?;
+    let validate_flag = if validate {
+        "--validate=true"
+    } else {
+        "--validate=false"
+    };
+    let out = k.ok_stdin(
+        &["create", "-f", "-"],
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+    )?;
     ensure!(out.contains(&format!("namespace/{ns} created")), "{out}");
 
     let out = k.ok_stdin(&["apply", validate_flag, "-n", ns, "-f", "-"], DEPLOYMENT)?;
     ensure!(out.contains("deployment.apps/web created"), "{out}");
     let out = k.ok(&["get", "deploy", "-n", ns])?;
     ensure!(
-        out.lines().next().is_some_and(|h| h.split_whitespace().collect::<Vec<_>>() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]),
+        out.lines()
+            .next()
+            .is_some_and(|h| h.split_whitespace().collect::<Vec<_>>()
+                == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]),
         "deployment columns: {out}"
     );
     ensure!(out.contains("web") && out.contains("0/2"), "{out}");
@@ -61,15 +79,34 @@ fn everyday_workflow(k: &Kubectl, ns: &str, validate: bool) -> Result<()> {
     let changed = DEPLOYMENT.replace("nginx:1.25", "nginx:1.26");
     let out = k.ok_stdin(&["apply", validate_flag, "-n", ns, "-f", "-"], &changed)?;
     ensure!(out.contains("deployment.apps/web configured"), "{out}");
-    let out = k.ok(&["get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"])?;
+    let out = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}",
+    ])?;
     ensure!(out == "nginx:1.26 2", "{out}");
 
     let out = k.ok(&["describe", "deploy", "web", "-n", ns])?;
-    ensure!(out.contains("Name:") && out.contains("web") && out.contains("RollingUpdate"), "{out}");
+    ensure!(
+        out.contains("Name:") && out.contains("web") && out.contains("RollingUpdate"),
+        "{out}"
+    );
 
     let out = k.ok(&["scale", "deploy", "web", "-n", ns, "--replicas=3"])?;
     ensure!(out.contains("scaled"), "{out}");
-    let out = k.ok(&["get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.replicas}"])?;
+    let out = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ])?;
     ensure!(out == "3", "{out}");
 
     // A watch sees a ConfigMap appear.
@@ -81,33 +118,97 @@ fn everyday_workflow(k: &Kubectl, ns: &str, validate: bool) -> Result<()> {
     watch.wait_for(&["settings"], Duration::from_secs(20))?;
     drop(watch);
 
-    k.ok(&["patch", "configmap", "settings", "-n", ns, "-p", r#"{"data":{"b":"2"}}"#])?;
-    k.ok(&["patch", "configmap", "settings", "-n", ns, "--type=merge", "-p", r#"{"data":{"c":"3"}}"#])?;
-    k.ok(&["patch", "configmap", "settings", "-n", ns, "--type=json", "-p", r#"[{"op":"remove","path":"/data/a"}]"#])?;
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        ns,
+        "-p",
+        r#"{"data":{"b":"2"}}"#,
+    ])?;
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"c":"3"}}"#,
+    ])?;
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/a"}]"#,
+    ])?;
     let out = k.ok(&["get", "configmap", "settings", "-n", ns, "-o", "jsonpath={.data}"])?;
-    ensure!(out.contains(r#""b":"2""#) && out.contains(r#""c":"3""#) && !out.contains(r#""a""#), "{out}");
+    ensure!(
+        out.contains(r#""b":"2""#) && out.contains(r#""c":"3""#) && !out.contains(r#""a""#),
+        "{out}"
+    );
 
     k.ok(&["label", "configmap", "settings", "-n", ns, "tier=gold"])?;
     k.ok(&["annotate", "configmap", "settings", "-n", ns, "note=hello"])?;
-    let out = k.ok(&["get", "configmap", "-n", ns, "-l", "tier=gold", "-o", "jsonpath={.items[*].metadata.annotations.note}"])?;
+    let out = k.ok(&[
+        "get",
+        "configmap",
+        "-n",
+        ns,
+        "-l",
+        "tier=gold",
+        "-o",
+        "jsonpath={.items[*].metadata.annotations.note}",
+    ])?;
     ensure!(out == "hello", "{out}");
 
     // kubectl edit through an EDITOR script.
-    let editor = k.kubeconfig.parent().context("dir")?.join(format!("editor-{ns}.sh"));
+    let editor = k
+        .kubeconfig
+        .parent()
+        .context("dir")?
+        .join(format!("editor-{ns}.sh"));
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/tier: gold/tier: silver/' \"$1\"\n")?;
-    std::process::Command::new("chmod").arg("+x").arg(&editor).status()?;
-    let out = k.cmd(&["edit", "configmap", "settings", "-n", ns]).env("EDITOR", &editor).output()?;
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()?;
+    let out = k
+        .cmd(&["edit", "configmap", "settings", "-n", ns])
+        .env("EDITOR", &editor)
+        .output()?;
     ensure!(out.status.success(), "edit: {}", text(&out.stderr));
-    let out = k.ok(&["get", "configmap", "settings", "-n", ns, "-o", "jsonpath={.metadata.labels.tier}"])?;
+    let out = k.ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.metadata.labels.tier}",
+    ])?;
     ensure!(out == "silver", "{out}");
 
     let out = k.ok(&["api-resources"])?;
-    ensure!(out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{out}");
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
+        "{out}"
+    );
 
     let out = k.ok(&["delete", "configmap", "settings", "-n", ns])?;
     ensure!(out.contains("configmap \"settings\" deleted"), "{out}");
     let out = k.run(&["get", "configmap", "settings", "-n", ns])?;
-    ensure!(!out.status.success() && text(&out.stderr).contains("NotFound"), "{}", text(&out.stderr));
+    ensure!(
+        !out.status.success() && text(&out.stderr).contains("NotFound"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = k.ok(&["config", "get-contexts", "-o", "name"])?;
     ensure!(out.contains("kubernetes-admin@kubernetes"), "{out}");
@@ -122,7 +223,10 @@ async fn kubectl_1_20_creates_applies_watches_patches_edits_scales_and_deletes()
         return Ok(());
     };
     let env = env().await?;
-    let k = Kubectl { bin, kubeconfig: env.pki.kubeconfig() };
+    let k = Kubectl {
+        bin,
+        kubeconfig: env.pki.kubeconfig(),
+    };
     // kubectl 1.20 validates against /openapi/v2 (protobuf) before it sends anything.
     everyday_workflow(&k, "old-kubectl", true).with_context(|| env.server.log_tail())
 }
@@ -134,23 +238,36 @@ async fn newest_kubectl_creates_applies_watches_patches_edits_scales_and_deletes
         return Ok(());
     };
     let env = env().await?;
-    let k = Kubectl { bin, kubeconfig: env.pki.kubeconfig() };
+    let k = Kubectl {
+        bin,
+        kubeconfig: env.pki.kubeconfig(),
+    };
     everyday_workflow(&k, "new-kubectl", true).with_context(|| env.server.log_tail())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_get_prints_upstream_columns_for_system_objects() -> Result<()> {
-    let Some(bin) = kubectl_newest() else { return Ok(()) };
+    let Some(bin) = kubectl_newest() else {
+        return Ok(());
+    };
     let env = env().await?;
-    let k = Kubectl { bin, kubeconfig: env.pki.kubeconfig() };
+    let k = Kubectl {
+        bin,
+        kubeconfig: env.pki.kubeconfig(),
+    };
     let out = eventually(Duration::from_secs(20), "system namespaces", || {
-        k.ok(&["get", "namespaces"]).ok().filter(|o| o.contains("kube-system"))
+        k.ok(&["get", "namespaces"])
+            .ok()
+            .filter(|o| o.contains("kube-system"))
     })?;
     let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
     ensure!(header == ["NAME", "STATUS", "AGE"], "{out}");
     ensure!(out.contains("default") && out.contains("Active"), "{out}");
     let out = k.ok(&["get", "svc", "kubernetes"])?;
-    ensure!(out.contains("ClusterIP") && out.contains("10.96.0.1") && out.contains("443/TCP"), "{out}");
+    ensure!(
+        out.contains("ClusterIP") && out.contains("10.96.0.1") && out.contains("443/TCP"),
+        "{out}"
+    );
     let out = k.ok(&["version", "-o", "json"])?;
     ensure!(out.contains("\"gitVersion\": \"v1.33.0\""), "{out}");
     Ok(())

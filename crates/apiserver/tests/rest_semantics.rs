@@ -20,8 +20,16 @@ impl Env {
         let etcd = testkit::etcd::EtcdCluster::start_single().await?;
         let port = free_port()?;
         let pki = Pki::new(port)?;
-        let server = ApiServer::start(&pki, port, &[format!("--etcd-servers={}", etcd.endpoints().join(","))])?;
-        Ok(Self { _etcd: etcd, pki, server })
+        let server = ApiServer::start(
+            &pki,
+            port,
+            &[format!("--etcd-servers={}", etcd.endpoints().join(","))],
+        )?;
+        Ok(Self {
+            _etcd: etcd,
+            pki,
+            server,
+        })
     }
 
     fn req(&self, method: &str, path: &str, content_type: &str, body: &str) -> Result<(u16, Value)> {
@@ -59,7 +67,10 @@ async fn bad_input_gets_upstream_status_codes_and_nothing_is_stored() -> Result<
     let (code, _) = env.req("POST", CMS, "application/yaml", "kind: [unclosed")?;
     ensure!(code == 400, "{code}");
     // Wrong kind for the endpoint: 400.
-    let (code, body) = env.post(CMS, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}))?;
+    let (code, body) = env.post(
+        CMS,
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+    )?;
     ensure!(code == 400, "{code} {body}");
     // Invalid name and label value: 422 with causes.
     let (code, body) = env.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name", "labels": {"a": "-x-"}}}))?;
@@ -68,14 +79,32 @@ async fn bad_input_gets_upstream_status_codes_and_nothing_is_stored() -> Result<
     ensure!(causes.iter().any(|c| c["field"] == "metadata.name"), "{body}");
     ensure!(causes.iter().any(|c| c["field"] == "metadata.labels"), "{body}");
     // Pods need containers.
-    let (code, body) = env.post("/api/v1/namespaces/default/pods", &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}))?;
-    ensure!(code == 422 && body["details"]["causes"][0]["field"] == "spec.containers", "{code} {body}");
+    let (code, body) = env.post(
+        "/api/v1/namespaces/default/pods",
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}),
+    )?;
+    ensure!(
+        code == 422 && body["details"]["causes"][0]["field"] == "spec.containers",
+        "{code} {body}"
+    );
     // Oversized body: 413.
     let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": "a".repeat(4 << 20)}});
     let file = env.pki.dir.path().join("big.json");
     std::fs::write(&file, big.to_string())?;
     let at = format!("@{}", file.display());
-    let (code, _) = curl(&env.pki, env.server.port, &[CMS, "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &at])?;
+    let (code, _) = curl(
+        &env.pki,
+        env.server.port,
+        &[
+            CMS,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &at,
+        ],
+    )?;
     ensure!(code == 413, "{code}");
     // Bad selector: 400.
     let (code, _) = env.get(&format!("{CMS}?labelSelector=a%20in%20(b"))?;
@@ -83,20 +112,44 @@ async fn bad_input_gets_upstream_status_codes_and_nothing_is_stored() -> Result<
     let (code, _) = env.get(&format!("{CMS}?fieldSelector=spec.nope%3Dx"))?;
     ensure!(code == 400, "{code}");
     // Namespace that does not exist: 404.
-    let (code, _) = env.post("/api/v1/namespaces/nowhere/configmaps", &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}))?;
+    let (code, _) = env.post(
+        "/api/v1/namespaces/nowhere/configmaps",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+    )?;
     ensure!(code == 404, "{code}");
     // Nothing of that was stored.
     let (code, list) = env.get(CMS)?;
-    ensure!(code == 200 && list["items"].as_array().is_some_and(Vec::is_empty), "{list}");
+    ensure!(
+        code == 200 && list["items"].as_array().is_some_and(Vec::is_empty),
+        "{list}"
+    );
 
     // Bad patches: 400 for a malformed document, 422 for one that does not apply.
-    let (code, _) = env.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}))?;
+    let (code, _) = env.post(
+        CMS,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}),
+    )?;
     ensure!(code == 201, "{code}");
-    let (code, _) = env.req("PATCH", &format!("{CMS}/c"), "application/json-patch+json", r#"{"op":"add"}"#)?;
+    let (code, _) = env.req(
+        "PATCH",
+        &format!("{CMS}/c"),
+        "application/json-patch+json",
+        r#"{"op":"add"}"#,
+    )?;
     ensure!(code == 400, "{code}");
-    let (code, _) = env.req("PATCH", &format!("{CMS}/c"), "application/json-patch+json", r#"[{"op":"remove","path":"/data/zzz"}]"#)?;
+    let (code, _) = env.req(
+        "PATCH",
+        &format!("{CMS}/c"),
+        "application/json-patch+json",
+        r#"[{"op":"remove","path":"/data/zzz"}]"#,
+    )?;
     ensure!(code == 422, "{code}");
-    let (code, _) = env.req("PATCH", &format!("{CMS}/c"), "application/merge-patch+json", "[1]")?;
+    let (code, _) = env.req(
+        "PATCH",
+        &format!("{CMS}/c"),
+        "application/merge-patch+json",
+        "[1]",
+    )?;
     ensure!(code == 400, "{code}");
     Ok(())
 }
@@ -104,11 +157,23 @@ async fn bad_input_gets_upstream_status_codes_and_nothing_is_stored() -> Result<
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_follow_resource_versions_generate_names_and_finalizers() -> Result<()> {
     let env = Env::start().await?;
-    let (code, cm) = env.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rv"}, "data": {"a": "1"}}))?;
-    ensure!(code == 201 && cm["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36), "{cm}");
-    let rv: i64 = cm["metadata"]["resourceVersion"].as_str().unwrap_or("0").parse()?;
+    let (code, cm) = env.post(
+        CMS,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rv"}, "data": {"a": "1"}}),
+    )?;
+    ensure!(
+        code == 201 && cm["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36),
+        "{cm}"
+    );
+    let rv: i64 = cm["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()?;
     // Already exists: 409.
-    let (code, body) = env.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rv"}}))?;
+    let (code, body) = env.post(
+        CMS,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rv"}}),
+    )?;
     ensure!(code == 409 && reason(&body) == "AlreadyExists", "{body}");
     // Update with the right version, then with the stale one.
     let mut next = cm.clone();
@@ -117,22 +182,52 @@ async fn writes_follow_resource_versions_generate_names_and_finalizers() -> Resu
     ensure!(code == 200, "{code} {updated}");
     let (code, body) = env.req("PUT", &format!("{CMS}/rv"), "application/json", &next.to_string())?;
     ensure!(code == 409 && reason(&body) == "Conflict", "{body}");
-    ensure!(body["message"].as_str().is_some_and(|m| m.contains("the object has been modified; please apply your changes to the latest version and try again")), "{body}");
+    ensure!(
+        body["message"].as_str().is_some_and(|m| m.contains(
+            "the object has been modified; please apply your changes to the latest version and try again"
+        )),
+        "{body}"
+    );
     let (_, now) = env.get(&format!("{CMS}/rv"))?;
-    ensure!(now["data"]["a"] == "2" && now["metadata"]["resourceVersion"].as_str().unwrap_or("0").parse::<i64>()? > rv, "{now}");
+    ensure!(
+        now["data"]["a"] == "2"
+            && now["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("0")
+                .parse::<i64>()?
+                > rv,
+        "{now}"
+    );
 
     // generateName.
-    let (code, generated) = env.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}))?;
-    ensure!(code == 201 && generated["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("gen-") && n.len() == 9), "{generated}");
+    let (code, generated) = env.post(
+        CMS,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}),
+    )?;
+    ensure!(
+        code == 201
+            && generated["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("gen-") && n.len() == 9),
+        "{generated}"
+    );
 
     // Finalizers: delete marks, removing the last finalizer deletes.
     let (code, _) = env.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fin", "finalizers": ["example.com/hold"]}}))?;
     ensure!(code == 201);
     let (code, marked) = env.req("DELETE", &format!("{CMS}/fin"), "application/json", "")?;
-    ensure!(code == 200 && marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+    ensure!(
+        code == 200 && marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
     let (code, _) = env.get(&format!("{CMS}/fin"))?;
     ensure!(code == 200);
-    let (code, _) = env.req("PATCH", &format!("{CMS}/fin"), "application/merge-patch+json", r#"{"metadata":{"finalizers":null}}"#)?;
+    let (code, _) = env.req(
+        "PATCH",
+        &format!("{CMS}/fin"),
+        "application/merge-patch+json",
+        r#"{"metadata":{"finalizers":null}}"#,
+    )?;
     ensure!(code == 200);
     let (code, _) = env.get(&format!("{CMS}/fin"))?;
     ensure!(code == 404, "{code}");
@@ -144,7 +239,9 @@ async fn writes_follow_resource_versions_generate_names_and_finalizers() -> Resu
     let mut names = Vec::new();
     let mut cont = String::new();
     loop {
-        let (code, page) = env.get(&format!("{CMS}?labelSelector=paged%3Dyes&limit=2&continue={cont}"))?;
+        let (code, page) = env.get(&format!(
+            "{CMS}?labelSelector=paged%3Dyes&limit=2&continue={cont}"
+        ))?;
         ensure!(code == 200, "{page}");
         for i in page["items"].as_array().cloned().unwrap_or_default() {
             names.push(i["metadata"]["name"].as_str().unwrap_or("").to_string());
@@ -154,7 +251,10 @@ async fn writes_follow_resource_versions_generate_names_and_finalizers() -> Resu
             _ => break,
         }
     }
-    ensure!(names == ["page-0", "page-1", "page-2", "page-3", "page-4"], "{names:?}");
+    ensure!(
+        names == ["page-0", "page-1", "page-2", "page-3", "page-4"],
+        "{names:?}"
+    );
 
     // Deployments: defaults read back, status ignored on the main resource, scale subresource.
     let dep = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
@@ -162,26 +262,63 @@ async fn writes_follow_resource_versions_generate_names_and_finalizers() -> Resu
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}, "status": {"replicas": 9}});
     let (code, d) = env.post("/apis/apps/v1/namespaces/default/deployments", &dep)?;
     ensure!(code == 201, "{d}");
-    ensure!(d["spec"]["replicas"] == 1 && d["spec"]["strategy"]["type"] == "RollingUpdate" && d["spec"]["revisionHistoryLimit"] == 10, "{d}");
-    ensure!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always", "{d}");
-    ensure!(d["status"]["replicas"].is_null() && d["metadata"]["generation"] == 1, "{d}");
+    ensure!(
+        d["spec"]["replicas"] == 1
+            && d["spec"]["strategy"]["type"] == "RollingUpdate"
+            && d["spec"]["revisionHistoryLimit"] == 10,
+        "{d}"
+    );
+    ensure!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always",
+        "{d}"
+    );
+    ensure!(
+        d["status"]["replicas"].is_null() && d["metadata"]["generation"] == 1,
+        "{d}"
+    );
     let mut bad = dep.clone();
     bad["metadata"]["name"] = json!("d2");
     bad["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
     let (code, _) = env.post("/apis/apps/v1/namespaces/default/deployments", &bad)?;
     ensure!(code == 422, "{code}");
-    let (code, scale) = env.req("PATCH", "/apis/apps/v1/namespaces/default/deployments/d/scale", "application/merge-patch+json", r#"{"spec":{"replicas":4}}"#)?;
-    ensure!(code == 200 && scale["kind"] == "Scale" && scale["spec"]["replicas"] == 4, "{scale}");
-    let (code, st) = env.req("PATCH", "/apis/apps/v1/namespaces/default/deployments/d/status", "application/merge-patch+json", r#"{"status":{"replicas":4},"spec":{"replicas":1}}"#)?;
-    ensure!(code == 200 && st["status"]["replicas"] == 4 && st["spec"]["replicas"] == 4, "{st}");
+    let (code, scale) = env.req(
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/d/scale",
+        "application/merge-patch+json",
+        r#"{"spec":{"replicas":4}}"#,
+    )?;
+    ensure!(
+        code == 200 && scale["kind"] == "Scale" && scale["spec"]["replicas"] == 4,
+        "{scale}"
+    );
+    let (code, st) = env.req(
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/d/status",
+        "application/merge-patch+json",
+        r#"{"status":{"replicas":4},"spec":{"replicas":1}}"#,
+    )?;
+    ensure!(
+        code == 200 && st["status"]["replicas"] == 4 && st["spec"]["replicas"] == 4,
+        "{st}"
+    );
 
     // Services get a cluster IP from the range.
     let (code, svc) = env.post("/api/v1/namespaces/default/services", &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "d"}}}))?;
-    ensure!(code == 201 && svc["spec"]["type"] == "ClusterIP" && svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.")), "{svc}");
+    ensure!(
+        code == 201
+            && svc["spec"]["type"] == "ClusterIP"
+            && svc["spec"]["clusterIP"]
+                .as_str()
+                .is_some_and(|ip| ip.starts_with("10.")),
+        "{svc}"
+    );
     ensure!(svc["spec"]["ports"][0]["targetPort"] == 80, "{svc}");
 
     // dryRun stores nothing.
-    let (code, _) = env.post(&format!("{CMS}?dryRun=All"), &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}}))?;
+    let (code, _) = env.post(
+        &format!("{CMS}?dryRun=All"),
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}}),
+    )?;
     ensure!(code == 201);
     let (code, _) = env.get(&format!("{CMS}/dry"))?;
     ensure!(code == 404);
@@ -192,34 +329,86 @@ async fn writes_follow_resource_versions_generate_names_and_finalizers() -> Resu
 async fn health_discovery_and_watch_behave_as_upstream() -> Result<()> {
     let env = Env::start().await?;
     let (code, body) = curl(&env.pki, env.server.port, &["/readyz?verbose"])?;
-    ensure!(code == 200 && body.contains("[+]ping ok") && body.contains("[+]etcd ok") && body.contains("readyz check passed"), "{body}");
+    ensure!(
+        code == 200
+            && body.contains("[+]ping ok")
+            && body.contains("[+]etcd ok")
+            && body.contains("readyz check passed"),
+        "{body}"
+    );
     let (code, body) = curl(&env.pki, env.server.port, &["/healthz"])?;
     ensure!(code == 200 && body == "ok", "{body}");
     let (code, v) = env.get("/version")?;
     ensure!(code == 200 && v["gitVersion"] == "v1.33.0", "{v}");
     let (_, apps) = env.get("/apis/apps/v1")?;
-    let names: Vec<&str> = apps["resources"].as_array().map(|r| r.iter().filter_map(|x| x["name"].as_str()).collect()).unwrap_or_default();
-    ensure!(names.contains(&"deployments") && names.contains(&"deployments/scale") && names.contains(&"deployments/status"), "{names:?}");
-    let (code, agg) = curl(&env.pki, env.server.port, &["/apis", "-H", "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"])?;
+    let names: Vec<&str> = apps["resources"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|x| x["name"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        names.contains(&"deployments")
+            && names.contains(&"deployments/scale")
+            && names.contains(&"deployments/status"),
+        "{names:?}"
+    );
+    let (code, agg) = curl(
+        &env.pki,
+        env.server.port,
+        &[
+            "/apis",
+            "-H",
+            "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        ],
+    )?;
     let agg: Value = serde_json::from_str(&agg)?;
     ensure!(code == 200 && agg["kind"] == "APIGroupDiscoveryList", "{agg}");
     // Protobuf-only clients get 406; protobuf-or-JSON clients get JSON.
-    let (code, _) = curl(&env.pki, env.server.port, &[CMS, "-H", "Accept: application/vnd.kubernetes.protobuf"])?;
+    let (code, _) = curl(
+        &env.pki,
+        env.server.port,
+        &[CMS, "-H", "Accept: application/vnd.kubernetes.protobuf"],
+    )?;
     ensure!(code == 406, "{code}");
-    let (code, _) = curl(&env.pki, env.server.port, &[CMS, "-H", "Accept: application/vnd.kubernetes.protobuf, application/json"])?;
+    let (code, _) = curl(
+        &env.pki,
+        env.server.port,
+        &[
+            CMS,
+            "-H",
+            "Accept: application/vnd.kubernetes.protobuf, application/json",
+        ],
+    )?;
     ensure!(code == 200, "{code}");
 
     // A watch with a label selector sees an object enter and leave the selection.
     let (_, list) = env.get(CMS)?;
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
     let mut cmd = std::process::Command::new("curl");
-    cmd.args(["-sN", "--cacert"]).arg(env.pki.pki_dir().join("ca.crt")).arg("--cert").arg(env.pki.dir.path().join("admin.crt"))
-        .arg("--key").arg(env.pki.dir.path().join("admin.key"))
-        .arg(format!("https://127.0.0.1:{}{CMS}?watch=true&labelSelector=w%3Dyes&resourceVersion={rv}", env.server.port));
+    cmd.args(["-sN", "--cacert"])
+        .arg(env.pki.pki_dir().join("ca.crt"))
+        .arg("--cert")
+        .arg(env.pki.dir.path().join("admin.crt"))
+        .arg("--key")
+        .arg(env.pki.dir.path().join("admin.key"))
+        .arg(format!(
+            "https://127.0.0.1:{}{CMS}?watch=true&labelSelector=w%3Dyes&resourceVersion={rv}",
+            env.server.port
+        ));
     let watch = Streaming::spawn(cmd)?;
-    env.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w1", "labels": {"w": "yes"}}}))?;
+    env.post(
+        CMS,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w1", "labels": {"w": "yes"}}}),
+    )?;
     watch.wait_for(&["\"ADDED\"", "w1"], Duration::from_secs(20))?;
-    env.req("PATCH", &format!("{CMS}/w1"), "application/merge-patch+json", r#"{"metadata":{"labels":{"w":"no"}}}"#)?;
+    env.req(
+        "PATCH",
+        &format!("{CMS}/w1"),
+        "application/merge-patch+json",
+        r#"{"metadata":{"labels":{"w":"no"}}}"#,
+    )?;
     watch.wait_for(&["\"DELETED\"", "w1"], Duration::from_secs(20))?;
     Ok(())
 }

@@ -99,17 +99,16 @@ fn split_ignored(args: Vec<OsString>) -> (Vec<OsString>, Vec<String>) {
             .map(|f| f.split('=').next().unwrap_or(f).to_string());
         match name {
             Some(n) if IGNORED_FLAGS.contains(&n.as_str()) => {
-                if !s.contains('=')
+                // Boolean flags never take a separate value; the others may (`--flag value`).
+                let takes_value = !s.contains('=') && n != "allow-privileged" && n != "profiling";
+                if takes_value
                     && it
                         .peek()
                         .is_some_and(|next| !next.to_string_lossy().starts_with("--"))
-                    && n != "allow-privileged"
-                    && n != "profiling"
+                    && let Some(v) = it.next()
                 {
-                    if let Some(v) = it.next() {
-                        ignored.push(format!("{s}={}", v.to_string_lossy()));
-                        continue;
-                    }
+                    ignored.push(format!("{s}={}", v.to_string_lossy()));
+                    continue;
                 }
                 ignored.push(s);
             }

@@ -34,7 +34,11 @@ pub fn bulwark() -> Result<PathBuf> {
                 return Err("cargo build -p bulwark failed".into());
             }
             let bin = profile_dir.join("bulwark");
-            if bin.exists() { Ok(bin) } else { Err(format!("{} not found", bin.display())) }
+            if bin.exists() {
+                Ok(bin)
+            } else {
+                Err(format!("{} not found", bin.display()))
+            }
         })
         .clone()
         .map_err(anyhow::Error::msg)
@@ -82,17 +86,39 @@ impl Pki {
             Ok(())
         };
         let root_s = root.to_string_lossy().into_owned();
-        run(&["init", "phase", "certs", "all", "--rootfs", &root_s, "--apiserver-advertise-address", "127.0.0.1"])?;
+        run(&[
+            "init",
+            "phase",
+            "certs",
+            "all",
+            "--rootfs",
+            &root_s,
+            "--apiserver-advertise-address",
+            "127.0.0.1",
+        ])?;
         let endpoint = format!("127.0.0.1:{port}");
         run(&[
-            "init", "phase", "kubeconfig", "admin", "--rootfs", &root_s, "--apiserver-advertise-address", "127.0.0.1",
-            "--control-plane-endpoint", &endpoint,
+            "init",
+            "phase",
+            "kubeconfig",
+            "admin",
+            "--rootfs",
+            &root_s,
+            "--apiserver-advertise-address",
+            "127.0.0.1",
+            "--control-plane-endpoint",
+            &endpoint,
         ])?;
         let pki = Self { dir, port };
         let conf: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(pki.kubeconfig())?)?;
         let user = &conf["users"][0]["user"];
-        for (field, file) in [("client-certificate-data", "admin.crt"), ("client-key-data", "admin.key")] {
-            let data = user[field].as_str().context("admin.conf without embedded client certificate")?;
+        for (field, file) in [
+            ("client-certificate-data", "admin.crt"),
+            ("client-key-data", "admin.key"),
+        ] {
+            let data = user[field]
+                .as_str()
+                .context("admin.conf without embedded client certificate")?;
             let der = base64::engine::general_purpose::STANDARD.decode(data)?;
             std::fs::write(pki.dir.path().join(file), der)?;
         }
@@ -172,7 +198,16 @@ impl ApiServer {
 pub fn curl(pki: &Pki, port: u16, args: &[&str]) -> Result<(u16, String)> {
     let (path, rest) = args.split_first().context("no path")?;
     let out = Command::new("curl")
-        .args(["-sS", "--http1.1", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"])
+        .args([
+            "-sS",
+            "--http1.1",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "20",
+        ])
         .arg("--cacert")
         .arg(pki.pki_dir().join("ca.crt"))
         .arg("--cert")
@@ -191,7 +226,8 @@ pub fn curl(pki: &Pki, port: u16, args: &[&str]) -> Result<(u16, String)> {
 pub fn kubectl_1_20() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("BULWARK_KUBECTL_1_20").map(PathBuf::from),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bulwark/kubectl-1.20/usr/bin/kubectl")),
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache/bulwark/kubectl-1.20/usr/bin/kubectl")),
     ];
     candidates.into_iter().flatten().find(|p| p.exists())
 }
@@ -199,14 +235,18 @@ pub fn kubectl_1_20() -> Option<PathBuf> {
 /// The newest kubectl: `kubectl.1.NN` beside the preinstalled kubectl's target, or that kubectl itself.
 pub fn kubectl_newest() -> Option<PathBuf> {
     let installed = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join("kubectl")).find(|p| p.exists())
+        std::env::split_paths(&paths)
+            .map(|d| d.join("kubectl"))
+            .find(|p| p.exists())
     })?;
     let target = std::fs::canonicalize(&installed).unwrap_or(installed);
     let dir = target.parent()?.to_path_buf();
     let mut best: Option<(u32, PathBuf)> = None;
     for entry in std::fs::read_dir(&dir).ok()?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(minor) = name.strip_prefix("kubectl.1.").and_then(|m| m.parse::<u32>().ok())
+        if let Some(minor) = name
+            .strip_prefix("kubectl.1.")
+            .and_then(|m| m.parse::<u32>().ok())
             && best.as_ref().is_none_or(|(b, _)| minor > *b)
         {
             best = Some((minor, entry.path()));
@@ -224,7 +264,9 @@ pub struct Kubectl {
 impl Kubectl {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.env("KUBECONFIG", &self.kubeconfig).env("HOME", self.kubeconfig.parent().unwrap_or(Path::new("/tmp"))).args(args);
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.kubeconfig.parent().unwrap_or(Path::new("/tmp")))
+            .args(args);
         c
     }
 
@@ -236,7 +278,11 @@ impl Kubectl {
     pub fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.run(args)?;
         if !out.status.success() {
-            bail!("kubectl {args:?} failed: {}\n{}", text(&out.stderr), text(&out.stdout));
+            bail!(
+                "kubectl {args:?} failed: {}\n{}",
+                text(&out.stderr),
+                text(&out.stdout)
+            );
         }
         Ok(text(&out.stdout))
     }
@@ -244,7 +290,12 @@ impl Kubectl {
     /// Runs with stdin.
     pub fn ok_stdin(&self, args: &[&str], input: &str) -> Result<String> {
         use std::io::Write;
-        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
         child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
