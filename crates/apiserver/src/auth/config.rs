@@ -56,3 +56,65 @@ pub fn build_authenticator(
     }
     Ok(AuthenticatorChain::new(chain, opts.anonymous_auth))
 }
+
+/// Reads PEM files named by flags (`--service-account-key-file`, `--service-account-signing-key-file`).
+pub fn read_pem_files(paths: &[std::path::PathBuf]) -> Result<Vec<String>, AuthError> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| AuthError::Internal(format!("reading {}: {e}", p.display())))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::testutil::MemoryReader;
+    use crate::auth::{Credentials, system_clock};
+
+    #[tokio::test]
+    async fn the_chain_from_flags_verifies_tokens_signed_with_kubeadms_sa_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = pki::KeyPair::generate(pki::KeyAlgorithm::Rsa2048).unwrap();
+        let (key_path, pub_path) = (dir.path().join("sa.key"), dir.path().join("sa.pub"));
+        std::fs::write(&key_path, key.to_pem().unwrap()).unwrap();
+        std::fs::write(&pub_path, key.public_key_pem()).unwrap();
+        let issuer = "https://kubernetes.default.svc.cluster.local";
+        let opts = AuthenticationOptions {
+            service_account_key_pems: read_pem_files(&[pub_path]).unwrap(),
+            service_account_issuers: vec![issuer.into()],
+            anonymous_auth: false,
+            ..Default::default()
+        };
+        let reader = MemoryReader::new();
+        reader.put(
+            "",
+            "serviceaccounts",
+            serde_json::json!({"metadata": {"namespace": "default", "name": "default", "uid": "u"}}),
+        );
+        let chain = build_authenticator(&opts, Arc::new(reader), system_clock()).unwrap();
+        let signing = read_pem_files(&[key_path]).unwrap();
+        let signer = crate::auth::serviceaccount::TokenSigner::from_pem(&signing[0], issuer).unwrap();
+        let req = crate::auth::serviceaccount::BoundTokenRequest {
+            namespace: "default".into(),
+            service_account_name: "default".into(),
+            service_account_uid: "u".into(),
+            audiences: vec![issuer.into()],
+            expiration_seconds: 3600,
+            ..Default::default()
+        };
+        let (token, _) = signer
+            .sign_bound(&req, std::time::SystemTime::now(), "j")
+            .unwrap();
+        let creds = Credentials {
+            bearer_token: Some(&token),
+            ..Default::default()
+        };
+        let user = chain.authenticate(&creds).await.unwrap().unwrap();
+        assert_eq!(user.name, "system:serviceaccount:default:default");
+        assert!(user.groups.contains(&"system:authenticated".to_string()));
+        assert_eq!(chain.authenticate(&Credentials::default()).await, Ok(None));
+    }
+}

@@ -18,10 +18,16 @@
 //! - `reviews`: TokenReview and (Self/Local)SubjectAccessReview evaluation over the chains.
 //! - `objects`: JSON field helpers and RFC 3339 times shared by the above.
 //!
-//! Entry points for the server: build the authenticator chain with `config::build_authenticator` (or
-//! `union::AuthenticatorChain::new`), the authorizer chain with `authorizers::build`, seed storage with
-//! [`bootstrap_policy`], sign TokenRequests with `serviceaccount::TokenSigner`, and turn a denial into a 403 with
-//! [`forbidden`].
+//! Entry points for the server (wiring, in request order):
+//! 1. startup: `config::build_authenticator(&AuthenticationOptions { .. }, reader, system_clock())` (key files via
+//!    `config::read_pem_files`), `authorizers::build(&authorizers::parse_modes(flag)?, reader)`,
+//!    `serviceaccount::TokenSigner::from_pem(signing_key, first_issuer)`, and create the missing objects of
+//!    [`bootstrap_policy`];
+//! 2. per request: `authenticate(&Credentials { peer_certificates, bearer_token })`: `Err(_)` or `Ok(None)` is a 401;
+//! 3. build [`Attributes`] (set `name` from a `metadata.name=` field selector on list/watch, as upstream's request
+//!    info does) and `authorize`: anything but [`Decision::Allow`] is `forbidden(&attrs, reason)` (403);
+//! 4. writes of roles and bindings also pass `escalation::confirm_role_write` / `confirm_binding_write`;
+//!    `serviceaccounts/token` is `serviceaccount::serve_token_request`; token and access reviews are in `reviews`.
 
 pub mod authorizers;
 pub mod bootstrap;
