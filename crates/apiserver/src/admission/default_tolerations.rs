@@ -1,5 +1,5 @@
 //! DefaultTolerationSeconds: new pods tolerate `node.kubernetes.io/not-ready` and `node.kubernetes.io/unreachable`
-//! NoExecute taints for 300 seconds unless they already tolerate them, so a node failure evicts pods after five
+//! NoExecute taints for 300 seconds unless they already tolerate them (on create and update), so a node failure evicts pods after five
 //! minutes, as upstream.
 
 use super::{AdmissionPlugin, AdmissionRequest, Operation};
@@ -48,7 +48,11 @@ impl AdmissionPlugin for DefaultTolerationSeconds {
         _: &dyn ObjectReader,
     ) -> Result<(), ApiError> {
         let is_pod = req.resource.group.is_empty() && req.resource.kind == "Pod";
-        if !is_pod || !req.subresource.is_empty() || req.operation != Operation::Create {
+        // Upstream handles creates and updates alike (an update cannot drop the defaults either).
+        if !is_pod
+            || !req.subresource.is_empty()
+            || !matches!(req.operation, Operation::Create | Operation::Update)
+        {
             return Ok(());
         }
         let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
