@@ -87,7 +87,7 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
-    let mut rest = &s[19..];
+    let mut rest = s.get(19..)?;
     let mut nanos = 0u32;
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
@@ -195,5 +195,6 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH)
         );
         assert_eq!(parse_rfc3339("not a time"), None);
+        assert_eq!(parse_rfc3339("2024-02-29T12:34:5\u{e9}Z"), None);
     }
 }
