@@ -111,8 +111,26 @@ impl RbacAuthorizer {
         }
     }
 
-    /// Walks every binding that applies to the user until a rule allows (`Ok`), collecting errors otherwise.
-    async fn visit(&self, attrs: &Attributes, errors: &mut Vec<String>) -> bool {
+    /// Every rule granted to `user` in `namespace` (cluster-wide bindings too), and the errors met on the way
+    /// (dangling role references), for SelfSubjectRulesReview.
+    pub async fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<Value>, Vec<String>) {
+        let (mut rules, mut errors) = (Vec::new(), Vec::new());
+        for (binding, ns) in self.bindings(namespace, &mut errors).await {
+            if objects::array_at(&binding, &["subjects"])
+                .iter()
+                .any(|s| subject_applies(s, user, &ns))
+            {
+                match self.role_rules(&binding, &ns).await {
+                    Ok(r) => rules.extend(r),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        (rules, errors)
+    }
+
+    /// ClusterRoleBindings, then the RoleBindings of `namespace`, each with its namespace (`""` for cluster ones).
+    async fn bindings(&self, namespace: &str, errors: &mut Vec<String>) -> Vec<(Value, String)> {
         let mut bindings: Vec<(Value, String)> = Vec::new();
         match self
             .reader
@@ -122,16 +140,22 @@ impl RbacAuthorizer {
             Ok(list) => bindings.extend(list.into_iter().map(|b| (b, String::new()))),
             Err(e) => errors.push(e.message()),
         }
-        if !attrs.namespace.is_empty() {
+        if !namespace.is_empty() {
             match self
                 .reader
-                .list(&objects::gr(GROUP, "rolebindings"), Some(&attrs.namespace))
+                .list(&objects::gr(GROUP, "rolebindings"), Some(namespace))
                 .await
             {
-                Ok(list) => bindings.extend(list.into_iter().map(|b| (b, attrs.namespace.clone()))),
+                Ok(list) => bindings.extend(list.into_iter().map(|b| (b, namespace.to_string()))),
                 Err(e) => errors.push(e.message()),
             }
         }
+        bindings
+    }
+
+    /// Walks every binding that applies to the user until a rule allows (`Ok`), collecting errors otherwise.
+    async fn visit(&self, attrs: &Attributes, errors: &mut Vec<String>) -> bool {
+        let bindings = self.bindings(&attrs.namespace, errors).await;
         for (binding, ns) in &bindings {
             let applies = objects::array_at(binding, &["subjects"])
                 .iter()

@@ -1,5 +1,5 @@
 //! TokenReview (`authentication.k8s.io`) and SubjectAccessReview / SelfSubjectAccessReview /
-//! LocalSubjectAccessReview (`authorization.k8s.io`) evaluation: JSON `spec` in, JSON `status` out, so the REST
+//! LocalSubjectAccessReview and SelfSubjectRulesReview (`authorization.k8s.io`) evaluation: JSON `spec` in, JSON `status` out, so the REST
 //! handlers only wrap them into the response object. `kubectl auth can-i` and `kubectl create token` rely on these.
 
 use super::objects::{str_at, strings_at};
@@ -110,6 +110,40 @@ pub async fn review_access(authorizer: &dyn Authorizer, attrs: &Attributes) -> V
     status
 }
 
+/// The `status` of a SelfSubjectRulesReview for `user` in `namespace`: RBAC's rules split into resource and
+/// non-resource rules. `incomplete` is true when a role could not be read, or when the node authorizer may grant
+/// more than RBAC shows (users in `system:nodes`).
+pub async fn review_rules(rbac: &super::rbac::RbacAuthorizer, user: &UserInfo, namespace: &str) -> Value {
+    let (rules, errors) = rbac.rules_for(user, namespace).await;
+    let (mut resource_rules, mut non_resource_rules) = (Vec::new(), Vec::new());
+    for rule in rules {
+        let verbs = strings_at(&rule, &["verbs"]);
+        let urls = strings_at(&rule, &["nonResourceURLs"]);
+        if !urls.is_empty() {
+            non_resource_rules.push(json!({"verbs": verbs, "nonResourceURLs": urls}));
+        }
+        let resources = strings_at(&rule, &["resources"]);
+        if !resources.is_empty() {
+            let mut r = json!({"verbs": verbs, "apiGroups": strings_at(&rule, &["apiGroups"]), "resources": resources});
+            let names = strings_at(&rule, &["resourceNames"]);
+            if !names.is_empty() {
+                r["resourceNames"] = json!(names);
+            }
+            resource_rules.push(r);
+        }
+    }
+    let is_node = super::node::node_identity(user).is_some();
+    let mut status = json!({
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": !errors.is_empty() || is_node,
+    });
+    if !errors.is_empty() {
+        status["evaluationError"] = json!(errors.join(", "));
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +190,29 @@ mod tests {
         );
         assert!(!n.resource_request);
         assert_eq!(n.path, "/healthz");
+    }
+
+    #[tokio::test]
+    async fn a_rules_review_lists_what_rbac_grants_in_the_namespace() {
+        let rbac =
+            crate::auth::rbac::RbacAuthorizer::new(Arc::new(MemoryReader::new().with_bootstrap_policy()));
+        let status = review_rules(&rbac, &user("anyone", &["system:authenticated"]), "default").await;
+        assert_eq!(status["incomplete"], false);
+        let self_review = status["resourceRules"].as_array().unwrap().iter().any(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "selfsubjectaccessreviews")
+        });
+        assert!(self_review, "{status}");
+        assert!(
+            status["nonResourceRules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["nonResourceURLs"][0] == "/api")
+        );
     }
 
     #[tokio::test]
