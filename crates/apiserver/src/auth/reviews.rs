@@ -1,6 +1,7 @@
 //! TokenReview (`authentication.k8s.io`) and SubjectAccessReview / SelfSubjectAccessReview /
-//! LocalSubjectAccessReview and SelfSubjectRulesReview (`authorization.k8s.io`) evaluation: JSON `spec` in, JSON `status` out, so the REST
-//! handlers only wrap them into the response object. `kubectl auth can-i` and `kubectl create token` rely on these.
+//! LocalSubjectAccessReview / SelfSubjectRulesReview (`authorization.k8s.io`) evaluation: JSON `spec` in, JSON
+//! `status` out, so the REST handlers only wrap them into the response object. `kubectl auth can-i` (and `--list`)
+//! relies on these.
 
 use super::objects::{str_at, strings_at};
 use super::{Attributes, Authenticator, Authorizer, Credentials, Decision, UserInfo};
