@@ -34,6 +34,11 @@ pub async fn check(
     checks.push(("poststarthook/start-apiserver-admission-initializer", None));
     checks.push(("poststarthook/generic-apiserver-start-informers", None));
     checks.push(("poststarthook/bootstrap-controller", None));
+    let bootstrapped = state.bootstrapped.load(std::sync::atomic::Ordering::SeqCst);
+    checks.push((
+        "poststarthook/rbac/bootstrap-roles",
+        (!bootstrapped).then(|| "not finished".to_string()),
+    ));
     if let Some(name) = only {
         let Some((_, res)) = checks.iter().find(|(n, _)| *n == name) else {
             return Err(format!("no such check {name}"));

@@ -14,10 +14,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::auth::{Attributes, UserInfo};
 use crate::error::error_response;
 use crate::negotiate::{self, Output};
 use crate::rest::{self, Query, Target};
-use crate::security::{Attributes, Decision, UserInfo};
 use crate::state::AppState;
 use crate::{discovery, health, reviews, watch};
 
@@ -115,7 +115,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let user = state.security.authenticate(&peer.0, bearer)?;
+    let user = state.security.authenticate(&peer.0, bearer).await?;
     tracing::Span::current().record("user", user.name.as_str());
     let query: Query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .map(|q| q.0)
@@ -149,7 +149,10 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                     });
                 }
             };
-            authorize(state, non_resource(&user, verb, &path))?;
+            state
+                .security
+                .authorize(&non_resource(&user, verb, &path))
+                .await?;
         }
         _ => {}
     }
@@ -208,19 +211,28 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             return Ok(json_response(200, &discovery::group_list(&state.registry)));
         }
         ["api", "v1"] => {
-            authorize(state, non_resource(&user, "get", &path))?;
+            state
+                .security
+                .authorize(&non_resource(&user, "get", &path))
+                .await?;
             return discovery::resource_list(&state.registry, "", "v1")
                 .map(|d| json_response(200, &d))
                 .ok_or_else(not_found_path);
         }
         ["apis", g] => {
-            authorize(state, non_resource(&user, "get", &path))?;
+            state
+                .security
+                .authorize(&non_resource(&user, "get", &path))
+                .await?;
             return discovery::group(&state.registry, g)
                 .map(|d| json_response(200, &d))
                 .ok_or_else(not_found_path);
         }
         ["apis", g, v] => {
-            authorize(state, non_resource(&user, "get", &path))?;
+            state
+                .security
+                .authorize(&non_resource(&user, "get", &path))
+                .await?;
             return discovery::resource_list(&state.registry, g, v)
                 .map(|d| json_response(200, &d))
                 .ok_or_else(not_found_path);
@@ -281,21 +293,31 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         name: name.map(str::to_string),
         subresource: sub.map(str::to_string),
     };
-    authorize(
-        state,
-        Attributes {
-            user: user.clone(),
-            verb: verb.into(),
-            namespace: namespace.clone().unwrap_or_default(),
-            api_group: group.into(),
-            api_version: version.into(),
-            resource: plural.into(),
-            subresource: sub.unwrap_or("").into(),
-            name: name.unwrap_or("").into(),
-            resource_request: true,
-            path: path.clone(),
-        },
-    )?;
+    let mut attrs = Attributes {
+        user: user.clone(),
+        verb: verb.into(),
+        namespace: namespace.clone().unwrap_or_default(),
+        api_group: group.into(),
+        api_version: version.into(),
+        resource: plural.into(),
+        subresource: sub.unwrap_or("").into(),
+        name: name.unwrap_or("").into(),
+        resource_request: true,
+        path: path.clone(),
+        field_selector: query.get("fieldSelector").cloned().unwrap_or_default(),
+        label_selector: query.get("labelSelector").cloned().unwrap_or_default(),
+    };
+    // As upstream's request info: a list or watch narrowed to one name by field selector is about that name.
+    if attrs.name.is_empty()
+        && matches!(verb, "list" | "watch")
+        && let Some(n) = attrs
+            .field_selector
+            .split(',')
+            .find_map(|t| t.strip_prefix("metadata.name="))
+    {
+        attrs.name = n.to_string();
+    }
+    state.security.authorize(&attrs).await?;
     let allowed = match sub {
         None => info.supports_verb(verb),
         Some(s) => info
@@ -329,7 +351,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     // Reviews are never stored: they are answered.
     if info.storage_prefix.is_none() {
         let body = parsed.unwrap_or(Value::Null);
-        let reply = reviews::create(state, &info, &user, body)?;
+        let reply = reviews::create(state, &info, &user, namespace.as_deref(), body).await?;
         return Ok(json_response(reply.code, &reply.body));
     }
 
@@ -377,7 +399,9 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             )
             .await?
         }
-        ("create", Some("token")) => reviews::token_request(state, &target, parsed.unwrap_or(Value::Null))?,
+        ("create", Some("token")) => {
+            reviews::token_request(state, &target, parsed.unwrap_or(Value::Null)).await?
+        }
         ("update" | "patch", Some("approval")) => {
             let t = Target {
                 subresource: Some("status".into()),
@@ -463,34 +487,4 @@ fn non_resource(user: &UserInfo, verb: &str, path: &str) -> Attributes {
         resource_request: false,
         ..Default::default()
     }
-}
-
-fn authorize(state: &AppState, attrs: Attributes) -> Result<(), ApiError> {
-    match state.security.authorize(&attrs) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(reason) => Err(forbidden(&attrs, reason)),
-        Decision::NoOpinion => Err(forbidden(&attrs, String::new())),
-    }
-}
-
-fn forbidden(attrs: &Attributes, reason: String) -> ApiError {
-    let user = attrs.user.name.clone();
-    let denied = if attrs.resource_request {
-        api::DeniedRequest::Resource {
-            user,
-            verb: attrs.verb.clone(),
-            group: attrs.api_group.clone(),
-            resource: attrs.resource.clone(),
-            subresource: attrs.subresource.clone(),
-            name: attrs.name.clone(),
-            namespace: attrs.namespace.clone(),
-        }
-    } else {
-        api::DeniedRequest::NonResource {
-            user,
-            verb: attrs.verb.clone(),
-            path: attrs.path.clone(),
-        }
-    };
-    ApiError::Forbidden { denied, reason }
 }

@@ -1,95 +1,147 @@
-//! The authentication and authorization steps every request goes through.
-//!
-//! Until the authenticators and authorizers of [`crate::auth`] are wired in, this holds the minimal policy the
-//! server needs to be usable: a verified client certificate names the user (CN) and groups (O), requests without
-//! credentials are `system:anonymous` when anonymous auth is enabled, and every request is allowed.
+//! The request-security pipeline as wired from the flags: the authenticator chain, the authorizer chain
+//! (`--authorization-mode`), the service-account token signer, and [`StoreReader`], the read access to stored
+//! objects the authenticators and authorizers use.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use api::ApiError;
+use api::{ApiError, GroupResource};
+use async_trait::async_trait;
+use serde_json::Value;
+use store::Store;
 
-/// Who made a request (upstream's `user.Info`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
+use crate::auth::{self, Authenticator, Authorizer, ObjectReader};
+use crate::config::ServerConfig;
+use crate::error::{ServeError, store_error};
+
+/// Reads objects straight from the store, so every API server decides from the same data.
+pub struct StoreReader {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<api::Registry>,
 }
 
-/// What a request wants to do, for authorization.
-#[derive(Debug, Clone, Default)]
-pub struct Attributes {
-    pub user: UserInfo,
-    pub verb: String,
-    pub namespace: String,
-    pub api_group: String,
-    pub api_version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub name: String,
-    pub resource_request: bool,
-    pub path: String,
+impl StoreReader {
+    fn info(&self, resource: &GroupResource) -> Result<&api::ResourceInfo, ApiError> {
+        self.registry
+            .iter()
+            .find(|r| {
+                r.group == resource.group && r.plural == resource.resource && r.storage_prefix.is_some()
+            })
+            .ok_or_else(|| ApiError::internal(format!("no stored resource {resource}")))
+    }
 }
 
-/// An authorizer's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    Deny(String),
-    NoOpinion,
+#[async_trait]
+impl ObjectReader for StoreReader {
+    async fn get(
+        &self,
+        resource: &GroupResource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        let info = self.info(resource)?;
+        let key = info
+            .storage_key(namespace, name)
+            .ok_or_else(|| ApiError::internal("not stored"))?;
+        match self.store.get(&key).await {
+            Ok(kv) => crate::rest::decode(&kv).map(Some),
+            Err(store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(resource, name, e)),
+        }
+    }
+
+    async fn list(&self, resource: &GroupResource, namespace: Option<&str>) -> Result<Vec<Value>, ApiError> {
+        let info = self.info(resource)?;
+        let prefix = info
+            .storage_list_prefix(namespace)
+            .ok_or_else(|| ApiError::internal("not stored"))?;
+        let page = self
+            .store
+            .list(&prefix, store::ListOptions::default())
+            .await
+            .map_err(|e| store_error(resource, "", e))?;
+        page.items.iter().map(crate::rest::decode).collect()
+    }
 }
 
-/// The configured request-security policy.
-#[derive(Debug, Clone)]
+/// Everything a request needs to be authenticated and authorized, built once at startup.
 pub struct Security {
-    pub anonymous_auth: bool,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub reader: Arc<dyn ObjectReader>,
+    pub signer: Option<auth::serviceaccount::TokenSigner>,
+    /// `--api-audiences`, defaulted to the first issuer as upstream.
+    pub api_audiences: Vec<String>,
 }
 
 impl Security {
-    /// The user behind the request's credentials; `Unauthorized` when there are none and anonymous auth is off.
-    pub fn authenticate(
+    pub fn from_config(config: &ServerConfig, reader: Arc<dyn ObjectReader>) -> Result<Self, ServeError> {
+        let err = |e: auth::AuthError| ServeError::Config(e.to_string());
+        let mut key_pems = auth::config::read_pem_files(&config.service_account_key_files).map_err(err)?;
+        let signer = match &config.service_account_signing_key_file {
+            Some(path) => {
+                let pem = auth::config::read_pem_files(std::slice::from_ref(path)).map_err(err)?;
+                let issuer = config
+                    .service_account_issuers
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "https://kubernetes.default.svc.cluster.local".into());
+                let text = pem.concat();
+                if config.service_account_key_files.is_empty() {
+                    // Without --service-account-key-file upstream verifies with the signing key.
+                    key_pems.push(text.clone());
+                }
+                Some(auth::serviceaccount::TokenSigner::from_pem(&text, &issuer).map_err(err)?)
+            }
+            None => None,
+        };
+        let api_audiences: Vec<String> = config.service_account_issuers.iter().take(1).cloned().collect();
+        let opts = auth::config::AuthenticationOptions {
+            client_ca: config.client_ca_file.is_some(),
+            enable_bootstrap_token_auth: config.enable_bootstrap_token_auth,
+            service_account_key_pems: key_pems,
+            service_account_issuers: config.service_account_issuers.clone(),
+            api_audiences: api_audiences.clone(),
+            anonymous_auth: config.anonymous_auth,
+        };
+        let authenticator =
+            auth::config::build_authenticator(&opts, reader.clone(), auth::system_clock()).map_err(err)?;
+        let modes = auth::authorizers::parse_modes(&config.authorization_modes.join(","))
+            .map_err(|e| ServeError::Config(e.to_string()))?;
+        let authorizer = auth::authorizers::build(&modes, reader.clone());
+        Ok(Self {
+            authenticator: Arc::new(authenticator),
+            authorizer: Arc::new(authorizer),
+            reader,
+            signer,
+            api_audiences,
+        })
+    }
+
+    /// The user behind the request's credentials; 401 when they are invalid or absent without anonymous auth.
+    pub async fn authenticate(
         &self,
         peer_certificates: &[Vec<u8>],
         bearer_token: Option<&str>,
-    ) -> Result<UserInfo, ApiError> {
-        if let Some(der) = peer_certificates.first()
-            && let Some(user) = user_from_certificate(der)
-        {
-            return Ok(user);
+    ) -> Result<auth::UserInfo, ApiError> {
+        let creds = auth::Credentials {
+            peer_certificates,
+            bearer_token,
+        };
+        match self.authenticator.authenticate(&creds).await {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(ApiError::Unauthorized(String::new())),
+            Err(e) => {
+                tracing::debug!(error = %e, "authentication failed");
+                Err(ApiError::Unauthorized(String::new()))
+            }
         }
-        if bearer_token.is_some() {
-            // Token authenticators are not wired in yet: an unknown token is a failed login, as upstream.
-            return Err(ApiError::Unauthorized(String::new()));
-        }
-        if self.anonymous_auth {
-            return Ok(UserInfo {
-                name: "system:anonymous".into(),
-                groups: vec!["system:unauthenticated".into()],
-                ..Default::default()
-            });
-        }
-        Err(ApiError::Unauthorized(String::new()))
     }
 
-    pub fn authorize(&self, _attrs: &Attributes) -> Decision {
-        Decision::Allow
+    /// 403 with upstream's message unless the authorizer chain allows.
+    pub async fn authorize(&self, attrs: &auth::Attributes) -> Result<(), ApiError> {
+        match self.authorizer.authorize_with_reason(attrs).await {
+            (auth::Decision::Allow, _) => Ok(()),
+            (_, reason) => Err(auth::forbidden(attrs, &reason)),
+        }
     }
-}
-
-/// CN is the user name and each O a group, as upstream's x509 authenticator reads client certificates.
-pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let mut groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
-    groups.push("system:authenticated".into());
-    Some(UserInfo {
-        name,
-        groups,
-        ..Default::default()
-    })
 }

@@ -17,7 +17,7 @@ use crate::config::{ServerConfig, StorageConfig};
 use crate::error::ServeError;
 use crate::ipalloc::ServiceIpRange;
 use crate::router::{PeerCertificates, router};
-use crate::security::Security;
+use crate::security::{Security, StoreReader};
 use crate::state::AppState;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,16 +68,21 @@ pub async fn serve(
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service_ips = ServiceIpRange::parse(&config.service_cluster_ip_range).map_err(ServeError::Config)?;
+    let registry = Arc::new(api::Registry::builtin());
+    let reader = Arc::new(StoreReader {
+        store: store.clone(),
+        registry: registry.clone(),
+    });
+    let security = Security::from_config(&config, reader)?;
     let state = AppState {
         store,
-        registry: Arc::new(api::Registry::builtin()),
-        security: Arc::new(Security {
-            anonymous_auth: config.anonymous_auth,
-        }),
+        registry,
+        security: Arc::new(security),
         config: Arc::new(config),
         service_ips: Arc::new(service_ips),
         clock: Arc::new(store::SystemClock),
         shutdown: shutdown.clone(),
+        bootstrapped: Arc::default(),
     };
     tokio::spawn(bootstrap(state.clone()));
     let app = router(state);
@@ -143,7 +148,12 @@ async fn bootstrap(state: AppState) {
     let mut pause = Duration::from_millis(200);
     loop {
         match bootstrap_once(&state).await {
-            Ok(()) => return,
+            Ok(()) => {
+                state
+                    .bootstrapped
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
             Err(e) => tracing::warn!(error = %e, "bootstrapping default objects; retrying"),
         }
         tokio::select! {
@@ -214,5 +224,25 @@ async fn bootstrap_once(state: &AppState) -> Result<(), store::Error> {
             "ports": [{"name": "https", "port": state.config.secure_port, "protocol": "TCP"}]}],
     });
     create_if_absent(state, "/registry/services/endpoints/default/kubernetes", ep).await?;
+    // Upstream's default RBAC policy (cluster-admin, system:masters, system:node, ...), created when absent.
+    for obj in crate::auth::bootstrap_policy() {
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let gvk = api::GroupVersionKind::from_api_version(av, kind);
+        let Some(info) = state.registry.by_gvk(&gvk) else {
+            tracing::warn!(%kind, "bootstrap policy object of an unknown kind");
+            continue;
+        };
+        let meta = &obj["metadata"];
+        let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
+        let ns = meta.get("namespace").and_then(Value::as_str);
+        let Some(key) = info.storage_key(ns, name) else {
+            continue;
+        };
+        let mut obj = obj.clone();
+        obj["metadata"]["uid"] = json!(uid());
+        obj["metadata"]["creationTimestamp"] = json!(now);
+        create_if_absent(state, &key, obj).await?;
+    }
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct AppState {
     pub service_ips: Arc<ServiceIpRange>,
     pub security: Arc<Security>,
     pub clock: Arc<dyn Clock>,
+    /// Set once the default objects and RBAC policy exist (upstream's `rbac/bootstrap-roles` post-start hook).
+    pub bootstrapped: Arc<std::sync::atomic::AtomicBool>,
     /// Cancelled on shutdown so that watches end and connections can drain.
     pub shutdown: CancellationToken,
 }

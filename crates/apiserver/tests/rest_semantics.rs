@@ -412,3 +412,70 @@ async fn health_discovery_and_watch_behave_as_upstream() -> Result<()> {
     watch.wait_for(&["\"DELETED\"", "w1"], Duration::from_secs(20))?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_bad_tokens_and_service_accounts_without_rbac_are_refused_as_upstream() -> Result<()> {
+    let env = Env::start().await?;
+    let bare = |args: &[&str]| -> Result<(u16, String)> {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(env.pki.pki_dir().join("ca.crt"))
+            .args(args)
+            .output()?;
+        let s = text(&out.stdout);
+        let (body, code) = s.rsplit_once('\n').unwrap_or(("", s.as_str()));
+        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
+    };
+    let url = |p: &str| format!("https://127.0.0.1:{}{p}", env.server.port);
+    // Anonymous requests are system:anonymous: public info is readable, the rest forbidden.
+    let (code, _) = bare(&[&url("/version")])?;
+    ensure!(code == 200, "{code}");
+    let (code, body) = bare(&[&url(CMS)])?;
+    ensure!(
+        code == 403 && body.contains(r#"User \"system:anonymous\" cannot list resource \"configmaps\""#),
+        "{code} {body}"
+    );
+    // A token nobody issued: 401.
+    let (code, _) = bare(&["-H", "Authorization: Bearer not-a-token", &url(CMS)])?;
+    ensure!(code == 401, "{code}");
+
+    // A ServiceAccount's token (TokenRequest) authenticates, but without RBAC it may do nothing.
+    let (code, _) = env.post(
+        "/api/v1/namespaces/default/serviceaccounts",
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}}),
+    )?;
+    ensure!(code == 201);
+    let (code, tr) = env.post(
+        "/api/v1/namespaces/default/serviceaccounts/robot/token",
+        &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
+    )?;
+    let token = tr["status"]["token"].as_str().unwrap_or("").to_string();
+    ensure!(code == 201 && !token.is_empty(), "{code} {tr}");
+    let auth = format!("Authorization: Bearer {token}");
+    let (code, body) = bare(&["-H", &auth, &url(CMS)])?;
+    ensure!(
+        code == 403 && body.contains(r#"User \"system:serviceaccount:default:robot\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""#),
+        "{code} {body}"
+    );
+    // The admin's SelfSubjectAccessReview says yes; a SubjectAccessReview for the robot says no.
+    let (code, ssar) = env.post(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {"verb": "create", "resource": "pods", "namespace": "default"}}}),
+    )?;
+    ensure!(code == 201 && ssar["status"]["allowed"] == true, "{ssar}");
+    let (code, sar) = env.post(
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {"user": "system:serviceaccount:default:robot", "resourceAttributes": {"verb": "list", "resource": "configmaps", "namespace": "default"}}}),
+    )?;
+    ensure!(code == 201 && sar["status"]["allowed"] == false, "{sar}");
+    // TokenReview of the robot's token names it.
+    let (code, review) = env.post(
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}),
+    )?;
+    ensure!(
+        code == 201 && review["status"]["user"]["username"] == "system:serviceaccount:default:robot",
+        "{review}"
+    );
+    Ok(())
+}

@@ -167,6 +167,11 @@ impl ApiServer {
                 "--service-cluster-ip-range=10.96.0.0/12".to_string(),
                 "--allow-privileged=true".to_string(),
                 "--enable-admission-plugins=NodeRestriction".to_string(),
+                "--authorization-mode=Node,RBAC".to_string(),
+                "--enable-bootstrap-token-auth=true".to_string(),
+                format!("--service-account-key-file={}", f("sa.pub")),
+                format!("--service-account-signing-key-file={}", f("sa.key")),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
             ])
             .args(storage)
             .env("BULWARK_LOG", "info")
