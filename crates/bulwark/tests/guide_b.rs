@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Containers, Network, Proc, eventually, ok, text};
+use common::{Containers, Network, Proc, eventually, files_under, ok, text};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -42,23 +42,6 @@ etcd:
         h2 = hosts[2],
         name = NAMES[i],
     )
-}
-
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                out.push(path.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// `find DIR -not -name ca.crt -not -name ca.key -type f -delete`

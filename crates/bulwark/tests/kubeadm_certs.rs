@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fails, kubeadm, ok, text};
+use common::{fails, files_under, kubeadm, ok, text};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -31,25 +31,6 @@ fn certs_all(root: &Path) -> String {
     ];
     args.extend_from_slice(FLAGS);
     ok(kubeadm(&args))
-}
-
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                out.push(path.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    if dir.exists() {
-        walk(dir, dir, &mut out);
-    }
-    out.sort();
-    out
 }
 
 fn openssl(args: &[&str]) -> String {

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{Proc, eventually, text};
-use std::path::{Path, PathBuf};
+use common::{Containers, Proc, eventually, find_files as find, text};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -14,6 +14,8 @@ static NEXT: AtomicU32 = AtomicU32::new(1);
 
 /// A node root with a manifest directory, and a kubelet on it.
 struct Node {
+    // Dropped first: the containers go before their root directory.
+    _containers: Containers,
     root: tempfile::TempDir,
     name: String,
 }
@@ -23,6 +25,7 @@ impl Node {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("etc/kubernetes/manifests")).unwrap();
         Node {
+            _containers: Containers(root.path().to_path_buf()),
             root,
             name: format!("node-{}", NEXT.fetch_add(1, Ordering::SeqCst)),
         }
@@ -63,39 +66,6 @@ impl Node {
     fn state_root(&self) -> PathBuf {
         self.root.path().join("var/lib/kubelet/bulwark/containers")
     }
-}
-
-impl Drop for Node {
-    /// Containers outlive kubelets by design; the test stops its own.
-    fn drop(&mut self) {
-        for pid_file in find(&self.state_root(), &["container.pid", "shim.pid"]) {
-            if let Ok(pid) = std::fs::read_to_string(&pid_file)
-                .unwrap_or_default()
-                .trim()
-                .parse::<i32>()
-            {
-                let _ = Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-    }
-}
-
-fn find(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(find(&path, names));
-            } else if names.iter().any(|n| path.file_name().is_some_and(|f| f == *n)) {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 /// PIDs of live processes whose command line contains `marker`.

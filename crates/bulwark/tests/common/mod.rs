@@ -118,27 +118,40 @@ impl Drop for Proc {
     }
 }
 
+/// Files below `dir` (relative paths, sorted); empty if `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = find_files(dir, &[])
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap_or(p).display().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Files below `dir` named one of `names` (every file when `names` is empty).
+pub fn find_files(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(find_files(&path, names));
+        } else if names.is_empty() || names.iter().any(|n| path.file_name().is_some_and(|f| f == *n)) {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Kills every container (and its shim) a kubelet started below `rootfs`: containers outlive kubelets by design,
 /// so tests stop their own.
 pub struct Containers(pub PathBuf);
 
 impl Drop for Containers {
     fn drop(&mut self) {
-        fn pid_files(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    pid_files(&path, out);
-                } else if path
-                    .file_name()
-                    .is_some_and(|n| n == "container.pid" || n == "shim.pid")
-                {
-                    out.push(path);
-                }
-            }
-        }
-        let mut files = Vec::new();
-        pid_files(&self.0.join("var/lib/kubelet/bulwark/containers"), &mut files);
+        let files = find_files(
+            &self.0.join("var/lib/kubelet/bulwark/containers"),
+            &["container.pid", "shim.pid"],
+        );
         for file in files {
             if let Ok(pid) = std::fs::read_to_string(&file)
                 .unwrap_or_default()
