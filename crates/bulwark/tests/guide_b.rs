@@ -181,13 +181,13 @@ fn guide_b_gives_a_healthy_three_member_tls_etcd_cluster() {
     }
 
     // Step 7: a static pod manifest per host; each host's kubelet starts its etcd member.
-    for i in 0..3 {
+    for (i, root) in roots.iter().enumerate() {
         let cfg = if i == 0 {
             staging(&hosts[0]).join("kubeadmcfg.yaml")
         } else {
-            roots[i].join("root/kubeadmcfg.yaml")
+            root.join("root/kubeadmcfg.yaml")
         };
-        let root = roots[i].to_str().unwrap();
+        let root = root.to_str().unwrap();
         let out = ok(kubeadm_on(
             i,
             &[
