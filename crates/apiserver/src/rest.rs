@@ -23,6 +23,8 @@ pub struct Target {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// Who asks, for admission.
+    pub user: crate::auth::UserInfo,
 }
 
 impl Target {
@@ -205,6 +207,33 @@ async fn check_namespace_open(state: &AppState, t: &Target) -> Result<(), ApiErr
     }
 }
 
+/// Runs the admission chain on a write; plugins may default (mutate `obj`) or reject.
+async fn admit(
+    state: &AppState,
+    t: &Target,
+    operation: crate::admission::Operation,
+    old: Option<&Value>,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    let name = match meta_str(obj, "name") {
+        "" => t.name().to_string(),
+        n => n.to_string(),
+    };
+    let req = crate::admission::AdmissionRequest {
+        operation,
+        user: &t.user,
+        resource: &t.info,
+        subresource: t.subresource.as_deref().unwrap_or(""),
+        namespace: t.namespace.as_deref().unwrap_or(""),
+        name: &name,
+        old,
+    };
+    state
+        .admission
+        .admit(&req, obj, state.security.reader.as_ref())
+        .await
+}
+
 pub async fn get(state: &AppState, t: &Target) -> Result<Reply, ApiError> {
     let kv = state
         .store
@@ -251,6 +280,7 @@ pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
     if strategy::tracks_generation(info) {
         obj["metadata"]["generation"] = json!(1);
     }
+    admit(state, t, crate::admission::Operation::Create, None, &mut obj).await?;
     strategy::validate(info, &obj, None)?;
     let name = meta_str(&obj, "name").to_string();
     let t = Target {
@@ -708,6 +738,14 @@ pub async fn update(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
         return Err(ApiError::conflict(&t.resource(), t.name()));
     }
     prepare_update(state, info, &old, &mut new, t.subresource.as_deref());
+    admit(
+        state,
+        t,
+        crate::admission::Operation::Update,
+        Some(&old),
+        &mut new,
+    )
+    .await?;
     strategy::validate(info, &new, Some(&old))?;
     let out = commit_update(state, t, &old_kv, new, dry)
         .await
@@ -763,6 +801,14 @@ pub async fn patch(
             return Err(ApiError::conflict(&t.resource(), t.name()));
         }
         prepare_update(state, info, &old, &mut new, t.subresource.as_deref());
+        admit(
+            state,
+            t,
+            crate::admission::Operation::Update,
+            Some(&old),
+            &mut new,
+        )
+        .await?;
         strategy::validate(info, &new, Some(&old))?;
         match commit_update(state, t, &old_kv, new, dry).await {
             Ok(out) => return Ok(Reply::ok(out)),
@@ -877,6 +923,14 @@ pub async fn delete(
                 ),
             });
         }
+        admit(
+            state,
+            t,
+            crate::admission::Operation::Delete,
+            Some(&obj),
+            &mut obj.clone(),
+        )
+        .await?;
         let now = state.now_string();
         let mut finalizers: Vec<Value> = obj["metadata"]
             .get("finalizers")
@@ -1120,6 +1174,7 @@ pub async fn bind(
         namespace: Some(namespace.into()),
         name: Some(pod_name.into()),
         subresource: None,
+        user: Default::default(),
     };
     let key = t.key()?;
     for _ in 0..MAX_RETRIES {

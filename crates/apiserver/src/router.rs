@@ -292,6 +292,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         namespace: namespace.clone(),
         name: name.map(str::to_string),
         subresource: sub.map(str::to_string),
+        user: user.clone(),
     };
     let mut attrs = Attributes {
         user: user.clone(),

@@ -78,6 +78,7 @@ pub async fn serve(
         store,
         registry,
         security: Arc::new(security),
+        admission: Arc::new(crate::admission::default_chain(admission_rng())),
         config: Arc::new(config),
         service_ips: Arc::new(service_ips),
         clock: Arc::new(store::SystemClock),
@@ -170,6 +171,11 @@ async fn create_if_absent(state: &AppState, key: &str, obj: Value) -> Result<(),
         Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+fn admission_rng() -> crate::admission::SharedRng {
+    use rand::SeedableRng;
+    Arc::new(std::sync::Mutex::new(rand::rngs::StdRng::from_entropy()))
 }
 
 fn uid() -> String {

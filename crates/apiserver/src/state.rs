@@ -20,6 +20,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub service_ips: Arc<ServiceIpRange>,
     pub security: Arc<Security>,
+    pub admission: Arc<crate::admission::Admission>,
     pub clock: Arc<dyn Clock>,
     /// Set once the default objects and RBAC policy exist (upstream's `rbac/bootstrap-roles` post-start hook).
     pub bootstrapped: Arc<std::sync::atomic::AtomicBool>,

@@ -78,6 +78,45 @@ async fn bad_input_gets_upstream_status_codes_and_nothing_is_stored() -> Result<
     let causes = body["details"]["causes"].as_array().cloned().unwrap_or_default();
     ensure!(causes.iter().any(|c| c["field"] == "metadata.name"), "{body}");
     ensure!(causes.iter().any(|c| c["field"] == "metadata.labels"), "{body}");
+    // Without the `default` ServiceAccount (the controller-manager makes it) admission refuses pods, as upstream.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ok"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+    let (code, body) = env.post("/api/v1/namespaces/default/pods", &pod)?;
+    ensure!(
+        code == 403
+            && body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("serviceaccount \"default\" not found")),
+        "{code} {body}"
+    );
+    let (code, _) = env.post(
+        "/api/v1/namespaces/default/serviceaccounts",
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+    )?;
+    ensure!(code == 201);
+    // Admission defaults what upstream's does: the service account and the not-ready/unreachable tolerations.
+    let (code, created) = env.post("/api/v1/namespaces/default/pods", &pod)?;
+    ensure!(
+        code == 201 && created["spec"]["serviceAccountName"] == "default",
+        "{code} {created}"
+    );
+    ensure!(
+        created["spec"]["tolerations"]
+            .as_array()
+            .is_some_and(|t| t.len() == 2),
+        "{created}"
+    );
+    ensure!(
+        created["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+            && created["status"]["phase"] == "Pending",
+        "{created}"
+    );
+    let (code, _) = env.req(
+        "DELETE",
+        "/api/v1/namespaces/default/pods/ok",
+        "application/json",
+        "",
+    )?;
+    ensure!(code == 200, "{code}");
     // Pods need containers.
     let (code, body) = env.post(
         "/api/v1/namespaces/default/pods",
