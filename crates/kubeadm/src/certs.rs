@@ -233,9 +233,29 @@ struct Planner<'a> {
     layout: &'a Layout,
     now: SystemTime,
     authorities: BTreeMap<&'static str, Authority>,
+    /// Keys generated ahead, in parallel, for the certificates this run creates.
+    keys: Vec<KeyPair>,
 }
 
 impl Planner<'_> {
+    fn take_key(&mut self) -> Result<KeyPair, Error> {
+        match self.keys.pop() {
+            Some(key) => Ok(key),
+            None => Ok(KeyPair::generate(self.cfg.cluster.encryption_algorithm)?),
+        }
+    }
+
+    /// How many new certificate keys `defs` will need: those whose files are all missing.
+    fn keys_needed(&self, defs: &[&CertDef]) -> usize {
+        defs.iter()
+            .filter(|d| d.role != Role::ServiceAccountKey)
+            .filter(|d| {
+                let (crt, key, _) = self.paths(d);
+                !crt.exists() && !key.exists()
+            })
+            .count()
+    }
+
     fn paths(&self, def: &CertDef) -> (PathBuf, PathBuf, String) {
         let logical = format!(
             "{}/{}",
@@ -290,7 +310,7 @@ impl Planner<'_> {
                 )));
             }
             (false, false) => {
-                let key = KeyPair::generate(self.cfg.cluster.encryption_algorithm)?;
+                let key = self.take_key()?;
                 let ca = CertificateAuthority::self_signed(
                     ca_common_name(def.name),
                     key,
@@ -327,16 +347,16 @@ impl Planner<'_> {
         let (crt, key_path, _) = self.paths(def);
         let now = self.now;
         let layout = self.layout.clone();
-        let algorithm = self.cfg.cluster.encryption_algorithm;
         let ca_key_path = self
             .paths(find(ca_name).ok_or_else(|| Error::Usage(ca_name.into()))?)
             .1;
         let ca = self.authority(ca_name)?;
+        let (ca_cert, can_sign) = (ca.cert.clone(), ca.signer.is_some());
         match (crt.exists(), key_path.exists()) {
             (true, true) => {
                 let cert = pki::read_cert(&crt)?;
                 let key = pki::read_key(&key_path)?;
-                validate_existing(def, &cert, &key, &ca.cert, &spec, now).map_err(|reason| {
+                validate_existing(def, &cert, &key, &ca_cert, &spec, now).map_err(|reason| {
                     Error::Certs(format!(
                         "certificate {} ({}) is invalid: {reason}",
                         def.base,
@@ -361,14 +381,19 @@ impl Planner<'_> {
                 )));
             }
             (false, false) => {
-                let Some(signer) = &ca.signer else {
+                if !can_sign {
                     return Err(Error::Certs(format!(
                         "unable to create the {} certificate: the {ca_name} key {} is missing (with an external CA every leaf certificate must be provided)",
                         def.base,
                         layout.display(&ca_key_path)
                     )));
-                };
-                let key = KeyPair::generate(algorithm)?;
+                }
+                let key = self.take_key()?;
+                let signer = self
+                    .authorities
+                    .get(ca_name)
+                    .and_then(|a| a.signer.as_ref())
+                    .ok_or_else(|| Error::Usage(format!("no signer for {ca_name}")))?;
                 let cert = signer.issue(&spec, &key, now)?;
                 plan.messages
                     .push(format!("[certs] Generating \"{}\" certificate and key", def.base));
@@ -477,15 +502,25 @@ pub fn plan(cfg: &InitConfig, layout: &Layout, names: &[&str], now: SystemTime) 
         steps: Vec::new(),
         messages: Vec::new(),
     };
+    let external = matches!(cfg.cluster.etcd, Etcd::External(_));
+    let mut defs = Vec::new();
+    for name in names {
+        defs.push(find(name).ok_or_else(|| Error::Usage(format!("unknown certificate {name:?}")))?);
+    }
     let mut planner = Planner {
         cfg,
         layout,
         now,
         authorities: BTreeMap::new(),
+        keys: Vec::new(),
     };
-    let external = matches!(cfg.cluster.etcd, Etcd::External(_));
-    for name in names {
-        let def = find(name).ok_or_else(|| Error::Usage(format!("unknown certificate {name:?}")))?;
+    let wanted: Vec<&CertDef> = defs
+        .iter()
+        .copied()
+        .filter(|d| !(d.local_etcd_only && external))
+        .collect();
+    planner.keys = KeyPair::generate_many(cfg.cluster.encryption_algorithm, planner.keys_needed(&wanted))?;
+    for def in defs {
         if def.local_etcd_only && external {
             let what = if def.role == Role::Authority {
                 "certificate authority"

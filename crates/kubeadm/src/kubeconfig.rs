@@ -93,10 +93,18 @@ pub fn run(
     // Plan first so that an error leaves nothing written.
     let mut to_write: Vec<(PathBuf, Kubeconfig, String)> = Vec::new();
     let mut messages = vec![format!("[kubeconfig] Using kubeconfig folder {kubeconfig_dir:?}")];
+    let file_path = |def: &KubeconfigDef| {
+        let logical = format!("{}/{}", kubeconfig_dir.trim_end_matches('/'), def.file);
+        (layout.host(&logical), logical)
+    };
+    // Keys for the files this run writes, generated up front on every core.
+    let mut keys = pki::KeyPair::generate_many(
+        cfg.cluster.encryption_algorithm,
+        defs.iter().filter(|d| !file_path(d).0.exists()).count(),
+    )?;
     let mut ca = None;
     for def in defs {
-        let logical = format!("{}/{}", kubeconfig_dir.trim_end_matches('/'), def.file);
-        let path = layout.host(&logical);
+        let (path, logical) = file_path(def);
         let server = if def.local {
             cfg.local_url()
         } else {
@@ -135,7 +143,10 @@ pub fn run(
             validity: pki::LEAF_VALIDITY,
             ..Default::default()
         };
-        let key = pki::KeyPair::generate(cfg.cluster.encryption_algorithm)?;
+        let key = match keys.pop() {
+            Some(key) => key,
+            None => pki::KeyPair::generate(cfg.cluster.encryption_algorithm)?,
+        };
         let cert = signer.issue(&spec, &key, now)?;
         let config =
             Kubeconfig::for_client_cert(&cfg.cluster.cluster_name, &server, &ca_cert, &user, &cert, &key)?;
