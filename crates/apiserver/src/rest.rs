@@ -1102,8 +1102,15 @@ pub async fn scale(
             return Ok(Reply::ok(current));
         };
         let wanted = match patch_type {
-            Some(pt) => api::apply_patch(*pt, "autoscaling", "Scale", &current, body)
-                .map_err(|e| e.to_api_error(&gk, t.name()))?,
+            // Scale has no lists, so a strategic merge patch is a merge patch.
+            Some(pt) => {
+                let pt = match pt {
+                    PatchType::StrategicMerge => PatchType::Merge,
+                    other => *other,
+                };
+                api::apply_patch(pt, "autoscaling", "Scale", &current, body)
+                    .map_err(|e| e.to_api_error(&gk, t.name()))?
+            }
             None => check_type(&t.info, "Scale", "autoscaling/v1", body.clone())?,
         };
         let pinned = precondition_rv(&wanted)?;
