@@ -15,8 +15,13 @@
 //! - [`discovery`] (`/api`, `/apis`, aggregated discovery, `/version`), [`health`] (`/healthz`, `/livez`,
 //!   `/readyz`), [`negotiate`] (Accept / Content-Type).
 //! - [`error`]: the one place where [`api::ApiError`] becomes an HTTP response.
-//! - [`security`]: the authentication/authorization step as wired today; [`auth`]: authenticators and
-//!   authorizers (RBAC, node); [`admission`]: admission plugins; [`openapi`]: `/openapi/v2` and `/openapi/v3`.
+//! - [`security`]: the authenticator and authorizer chains built from the flags, the service-account token
+//!   signer, and `StoreReader` (the [`auth::ObjectReader`] over the store); [`auth`]: authenticators, RBAC and
+//!   node authorizers, bootstrap policy; [`admission`]: the admission chain run on every write by [`rest`];
+//!   [`openapi`]: `/openapi/v2` and `/openapi/v3` documents (routed by `openapi_routes`).
+//! - Not yet: protobuf request bodies (kubectl >= 1.32 sends its generator commands and `auth can-i` as protobuf;
+//!   they get 415), `fieldValidation=Strict` unknown-field checks, `pods/log` proxying, RBAC escalation checks on
+//!   role and binding writes.
 //!
 //! No cluster state lives in the process: everything is read from the store, so several API servers on one
 //! etcd serve one cluster.
