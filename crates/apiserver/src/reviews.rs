@@ -33,8 +33,11 @@ pub async fn create(
             obj["metadata"]["namespace"] = json!(namespace.unwrap_or(""));
             reviews::review_access(sec.authorizer.as_ref(), &attrs).await
         }
-        "SelfSubjectRulesReview" => json!({"resourceRules": [], "nonResourceRules": [], "incomplete": true,
-            "evaluationError": "rules review is not supported"}),
+        "SelfSubjectRulesReview" => {
+            let rbac = crate::auth::rbac::RbacAuthorizer::new(sec.reader.clone());
+            let ns = spec.get("namespace").and_then(Value::as_str).unwrap_or("");
+            reviews::review_rules(&rbac, user, ns).await
+        }
         "TokenReview" => reviews::review_token(sec.authenticator.as_ref(), &spec, &sec.api_audiences).await,
         _ => {
             return Err(ApiError::MethodNotAllowed {
