@@ -109,11 +109,11 @@ pub fn read_manifests(dir: &Path, node_name: &str) -> (Vec<DesiredPod>, Vec<Mani
 
 fn read_manifest(path: &Path, node_name: &str) -> Result<DesiredPod, String> {
     let text = std::fs::read(path).map_err(|e| e.to_string())?;
-    let mut pod: Pod = serde_yaml::from_slice(&text).map_err(|e| format!("invalid pod manifest: {e}"))?;
-    let kind_ok = pod_kind_is_pod(&text);
-    if !kind_ok {
+    // The kind first: a Deployment in the directory deserves "not a Pod", not a parse error about fields.
+    if !pod_kind_is_pod(&text)? {
         return Err("not a Pod (apiVersion: v1, kind: Pod)".into());
     }
+    let mut pod: Pod = serde_yaml::from_slice(&text).map_err(|e| format!("invalid pod manifest: {e}"))?;
     let base = pod
         .metadata
         .name
@@ -154,7 +154,7 @@ fn read_manifest(path: &Path, node_name: &str) -> Result<DesiredPod, String> {
     })
 }
 
-fn pod_kind_is_pod(text: &[u8]) -> bool {
+fn pod_kind_is_pod(text: &[u8]) -> Result<bool, String> {
     #[derive(serde::Deserialize)]
     struct TypeMeta {
         #[serde(rename = "apiVersion", default)]
@@ -162,7 +162,9 @@ fn pod_kind_is_pod(text: &[u8]) -> bool {
         #[serde(default)]
         kind: String,
     }
-    serde_yaml::from_slice::<TypeMeta>(text).is_ok_and(|t| t.api_version == "v1" && t.kind == "Pod")
+    serde_yaml::from_slice::<TypeMeta>(text)
+        .map(|t| t.api_version == "v1" && t.kind == "Pod")
+        .map_err(|e| format!("invalid pod manifest: {e}"))
 }
 
 /// Why a container cannot be started by the process runtime; reported as the container's waiting reason.
