@@ -732,25 +732,32 @@ pub async fn update(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
         .await
         .map_err(|e| store_error(&t.resource(), t.name(), e))?;
     let old = decode(&old_kv)?;
-    if let Some(rv) = precondition_rv(&new)?
+    let (_, written) = write_update(state, t, &old_kv, &old, new, dry).await?;
+    let out = written.map_err(|e| store_error(&t.resource(), t.name(), e))?;
+    Ok(Reply::ok(out))
+}
+
+/// The part update and patch share once the new object is known: the `resourceVersion` precondition,
+/// update-time defaults, admission, validation, then the write. Returns whether the object pinned a
+/// `resourceVersion` (a pinned write is never retried) and the store's answer, so patch can retry conflicts.
+async fn write_update(
+    state: &AppState,
+    t: &Target,
+    old_kv: &KeyValue,
+    old: &Value,
+    mut new: Value,
+    dry: bool,
+) -> Result<(bool, Result<Value, store::Error>), ApiError> {
+    let pinned = precondition_rv(&new)?;
+    if let Some(rv) = pinned
         && rv != old_kv.mod_revision
     {
         return Err(ApiError::conflict(&t.resource(), t.name()));
     }
-    prepare_update(state, info, &old, &mut new, t.subresource.as_deref());
-    admit(
-        state,
-        t,
-        crate::admission::Operation::Update,
-        Some(&old),
-        &mut new,
-    )
-    .await?;
-    strategy::validate(info, &new, Some(&old))?;
-    let out = commit_update(state, t, &old_kv, new, dry)
-        .await
-        .map_err(|e| store_error(&t.resource(), t.name(), e))?;
-    Ok(Reply::ok(out))
+    prepare_update(state, &t.info, old, &mut new, t.subresource.as_deref());
+    admit(state, t, crate::admission::Operation::Update, Some(old), &mut new).await?;
+    strategy::validate(&t.info, &new, Some(old))?;
+    Ok((pinned.is_some(), commit_update(state, t, old_kv, new, dry).await))
 }
 
 /// `PATCH`: apply to the current object and write back, retrying when another writer got in between (unless
@@ -782,7 +789,7 @@ pub async fn patch(
         let old = decode(&old_kv)?;
         let patched = api::apply_patch(patch_type, &info.group, &info.kind, &old, &body)
             .map_err(|e| e.to_api_error(&info.group_kind(), t.name()))?;
-        let mut new = check_type(info, &info.kind, &info.api_version(), patched)?;
+        let new = check_type(info, &info.kind, &info.api_version(), patched)?;
         if meta_str(&new, "name") != t.name() {
             return Err(ApiError::invalid(
                 &info.group_kind(),
@@ -794,26 +801,10 @@ pub async fn patch(
                 )],
             ));
         }
-        let pinned = precondition_rv(&new)?;
-        if let Some(rv) = pinned
-            && rv != old_kv.mod_revision
-        {
-            return Err(ApiError::conflict(&t.resource(), t.name()));
-        }
-        prepare_update(state, info, &old, &mut new, t.subresource.as_deref());
-        admit(
-            state,
-            t,
-            crate::admission::Operation::Update,
-            Some(&old),
-            &mut new,
-        )
-        .await?;
-        strategy::validate(info, &new, Some(&old))?;
-        match commit_update(state, t, &old_kv, new, dry).await {
-            Ok(out) => return Ok(Reply::ok(out)),
-            Err(store::Error::Conflict { .. }) if pinned.is_none() => continue,
-            Err(e) => return Err(store_error(&t.resource(), t.name(), e)),
+        match write_update(state, t, &old_kv, &old, new, dry).await? {
+            (_, Ok(out)) => return Ok(Reply::ok(out)),
+            (false, Err(store::Error::Conflict { .. })) => continue,
+            (_, Err(e)) => return Err(store_error(&t.resource(), t.name(), e)),
         }
     }
     Err(ApiError::conflict(&t.resource(), t.name()))
