@@ -240,8 +240,13 @@ impl Kubelet {
                 }
             }
         }
+        let remaining: BTreeSet<String> = if unwanted_pods.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.runtime.list().into_iter().map(|a| a.pod_uid).collect()
+        };
         for uid in unwanted_pods {
-            if !self.runtime.list().iter().any(|a| a.pod_uid == uid) {
+            if !remaining.contains(&uid) {
                 let _ = std::fs::remove_dir_all(self.config.root_dir.join("pods").join(&uid));
                 self.backoff.retain(|(u, _), _| *u != uid);
             }
