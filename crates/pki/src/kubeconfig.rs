@@ -12,18 +12,27 @@ use std::path::Path;
 pub struct Kubeconfig {
     #[serde(rename = "apiVersion", default = "v1")]
     pub api_version: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub clusters: Vec<NamedCluster>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub contexts: Vec<NamedContext>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub current_context: String,
     #[serde(default = "config_kind")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub preferences: serde_yaml::Mapping,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub users: Vec<NamedUser>,
+}
+
+/// kubectl and kubeadm write `contexts: null` / `users: null` (the cluster-info kubeconfig has no users).
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 fn v1() -> String {
@@ -201,16 +210,27 @@ impl Kubeconfig {
         Ok((&cluster.cluster, &user.user))
     }
 
+    /// The current context's cluster; without contexts (the cluster-info kubeconfig) its only cluster.
+    fn current_cluster(&self) -> Result<&Cluster> {
+        if self.current_context.is_empty() && self.contexts.is_empty() {
+            return self
+                .clusters
+                .first()
+                .map(|c| &c.cluster)
+                .ok_or_else(|| Error::BadKubeconfig("no clusters".into()));
+        }
+        Ok(self.current()?.0)
+    }
+
     /// The API server URL of the current context.
     pub fn server(&self) -> Result<&str> {
-        Ok(&self.current()?.0.server)
+        Ok(&self.current_cluster()?.server)
     }
 
     /// The embedded CA certificate of the current context's cluster.
     pub fn ca_certificate(&self) -> Result<Certificate> {
         let data = self
-            .current()?
-            .0
+            .current_cluster()?
             .certificate_authority_data
             .as_deref()
             .ok_or_else(|| {
@@ -261,6 +281,15 @@ mod tests {
     use super::*;
     use crate::{CA_VALIDITY, CertSpec, CertificateAuthority, KeyAlgorithm, LEAF_VALIDITY, Usage};
     use std::time::SystemTime;
+
+    #[test]
+    fn null_lists_as_in_the_cluster_info_kubeconfig_read_as_empty() {
+        let text = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://10.0.0.1:6443\n  name: \"\"\n\
+                    contexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {}\nusers: null\n";
+        let config = Kubeconfig::from_yaml(text).unwrap();
+        assert!(config.contexts.is_empty() && config.users.is_empty());
+        assert_eq!(config.server().unwrap(), "https://10.0.0.1:6443");
+    }
 
     #[test]
     fn a_client_cert_kubeconfig_has_kubectls_shape_and_reads_back() {

@@ -5,6 +5,7 @@
 //! - [`cert`]: certificates, certificate authorities, issuing leaves from a [`CertSpec`], inspecting existing ones.
 //! - [`files`]: atomic writes (keys 0600), reading cert/key pairs with errors that name the file.
 //! - [`kubeconfig`]: the `Config` file kubectl and every component read.
+//! - [`csr`]: certificate signing requests: create, parse, sign with a CA.
 //! - [`token`]: bootstrap tokens (`[a-z0-9]{6}.[a-z0-9]{16}`).
 //! - [`pin`]: the CA public-key pin used by `--discovery-token-ca-cert-hash`.
 //! - [`seal`]: the certificate key and AES-256-GCM sealing used by `--upload-certs`.
@@ -17,6 +18,7 @@
 //! Time and randomness come in as arguments (`now`, `rng`), so callers and tests control both.
 
 pub mod cert;
+pub mod csr;
 pub mod files;
 pub mod jws;
 pub mod key;
@@ -29,7 +31,7 @@ pub use cert::{CA_VALIDITY, CertInfo, CertSpec, Certificate, CertificateAuthorit
 pub use files::{read_cert, read_key, write_cert_and_key, write_private, write_public};
 pub use key::{KeyAlgorithm, KeyPair};
 pub use kubeconfig::Kubeconfig;
-pub use pin::{ca_public_key_pin, verify_pin};
+pub use pin::{ca_public_key_pin, parse_pin, verify_pin};
 /// The operating system's randomness, for callers that have no reason to inject their own.
 pub use rand::rngs::OsRng;
 pub use seal::CertificateKey;
