@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub service_account_issuers: Vec<String>,
     pub kubelet_client_certificate: Option<PathBuf>,
     pub kubelet_client_key: Option<PathBuf>,
+    /// `--kubelet-certificate-authority`: verifies kubelets' serving certificates; without it they are not verified.
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -56,6 +58,7 @@ impl ServerConfig {
             service_account_issuers: vec![],
             kubelet_client_certificate: None,
             kubelet_client_key: None,
+            kubelet_certificate_authority: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Content negotiation: which representation the client accepts (`Accept`) and how its body is encoded
-//! (`Content-Type`). The server speaks JSON; protobuf-preferring clients also accept JSON and get it.
+//! (`Content-Type`). The server answers in JSON (protobuf-preferring clients also accept JSON and get it) and
+//! reads JSON, YAML and protobuf bodies.
 
 use api::ApiError;
 use http::HeaderMap;
@@ -112,9 +113,15 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
         | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
+        crate::protobuf::CONTENT_TYPE => crate::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf request body: {e}")))?,
         _ => {
             return Err(ApiError::UnsupportedMediaType {
-                accepted: vec!["application/json".into(), "application/yaml".into()],
+                accepted: vec![
+                    "application/json".into(),
+                    "application/yaml".into(),
+                    crate::protobuf::CONTENT_TYPE.into(),
+                ],
             });
         }
     };

@@ -208,6 +208,58 @@ async fn check_namespace_open(state: &AppState, t: &Target) -> Result<(), ApiErr
 }
 
 /// Runs the admission chain on a write; plugins may default (mutate `obj`) or reject.
+/// The part of an object an RBAC escalation check is about: all but the metadata other than labels and
+/// annotations, so that the garbage collector's and finalizers' metadata writes need no `bind`/`escalate`.
+fn rbac_payload(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        let meta = m.remove("metadata").unwrap_or(Value::Null);
+        m.insert("labels".into(), meta["labels"].clone());
+        m.insert("annotations".into(), meta["annotations"].clone());
+    }
+    v
+}
+
+/// Upstream's RBAC escalation prevention on Role/ClusterRole and binding writes: a user grants only what they
+/// hold unless they may `escalate` the role or `bind` the referenced role.
+async fn confirm_rbac_write(
+    state: &AppState,
+    t: &Target,
+    old: Option<&Value>,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    use crate::auth::escalation;
+    if t.info.group != crate::auth::rbac::GROUP || t.subresource.is_some() {
+        return Ok(());
+    }
+    if old.is_some_and(|o| rbac_payload(o) == rbac_payload(obj)) {
+        return Ok(());
+    }
+    let authz = state.security.authorizer.as_ref();
+    let ns = t.namespace.as_deref().unwrap_or("");
+    match t.info.kind.as_str() {
+        "ClusterRole"
+            if obj.get("aggregationRule").is_some_and(|a| !a.is_null())
+                && !t
+                    .user
+                    .groups
+                    .iter()
+                    .any(|g| g == crate::auth::authorizers::SYSTEM_PRIVILEGED_GROUP) =>
+        {
+            Err(ApiError::ForbiddenMessage {
+                resource: t.resource(),
+                name: meta_str(obj, "name").to_string(),
+                message: "must have cluster-admin privileges to use the aggregationRule".into(),
+            })
+        }
+        "Role" | "ClusterRole" => escalation::confirm_role_write(authz, &t.user, ns, obj).await,
+        "RoleBinding" | "ClusterRoleBinding" => {
+            escalation::confirm_binding_write(authz, state.security.reader.as_ref(), &t.user, ns, obj).await
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn admit(
     state: &AppState,
     t: &Target,
@@ -219,6 +271,12 @@ async fn admit(
         "" => t.name().to_string(),
         n => n.to_string(),
     };
+    if matches!(
+        operation,
+        crate::admission::Operation::Create | crate::admission::Operation::Update
+    ) {
+        confirm_rbac_write(state, t, old, obj).await?;
+    }
     let req = crate::admission::AdmissionRequest {
         operation,
         user: &t.user,
@@ -250,6 +308,7 @@ pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
     check_namespace(t, &mut obj)?;
     let dry = dry_run(q)?;
     let now = state.now_string();
+    let mut generated_from: Option<String> = None;
     {
         let meta = obj["metadata"]
             .as_object_mut()
@@ -271,12 +330,24 @@ pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
                 .and_then(Value::as_str)
                 .filter(|b| !b.is_empty())
         {
-            let name = api::validation::generate_name(base, &mut rand::thread_rng());
+            let base = base.to_string();
+            let name = api::validation::generate_name(&base, &mut rand::thread_rng());
             meta.insert("name".into(), json!(name));
+            generated_from = Some(base);
         }
     }
     strategy::apply_defaults(info, &mut obj);
     strategy::prepare_for_create(info, &mut obj);
+    // Upstream's CSR strategy records the requester: approvers trust these fields, so they never come from the body.
+    if info.group == "certificates.k8s.io"
+        && info.kind == "CertificateSigningRequest"
+        && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        spec.insert("username".into(), json!(t.user.name));
+        spec.insert("uid".into(), json!(t.user.uid));
+        spec.insert("groups".into(), json!(t.user.groups));
+        spec.insert("extra".into(), json!(t.user.extra));
+    }
     if strategy::tracks_generation(info) {
         obj["metadata"]["generation"] = json!(1);
     }
@@ -297,27 +368,45 @@ pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
         return Ok(Reply { code: 201, body: obj });
     }
     let ttl = (info.kind == "Event").then_some(EVENT_TTL);
-    match state.store.create(&t.key()?, encode(&obj)?, ttl).await {
-        Ok(kv) => {
-            set_rv(&mut obj, kv.mod_revision);
-            Ok(Reply { code: 201, body: obj })
-        }
-        Err(e) => {
-            if let Some(ip) = allocated {
-                state.service_ips.release(state.store.as_ref(), &ip).await;
+    let (mut t, mut name) = (t, name);
+    let mut attempts = 1;
+    loop {
+        match state.store.create(&t.key()?, encode(&obj)?, ttl).await {
+            Ok(kv) => {
+                set_rv(&mut obj, kv.mod_revision);
+                return Ok(Reply { code: 201, body: obj });
             }
-            let generated = !meta_str(&obj, "generateName").is_empty();
-            Err(match e {
-                store::Error::AlreadyExists { .. } if generated => ApiError::GenerateNameConflict {
-                    resource: t.resource(),
-                    name,
-                    retry_after_seconds: 1,
-                },
-                e => store_error(&t.resource(), &name, e),
-            })
+            // As upstream (RetryGenerateName): a generated name that is taken is generated again, a few times.
+            Err(store::Error::AlreadyExists { .. })
+                if attempts < GENERATE_NAME_ATTEMPTS
+                    && let Some(base) = &generated_from =>
+            {
+                attempts += 1;
+                name = api::validation::generate_name(base, &mut rand::thread_rng());
+                obj["metadata"]["name"] = json!(name);
+                t.name = Some(name.clone());
+            }
+            Err(e) => {
+                if let Some(ip) = allocated {
+                    state.service_ips.release(state.store.as_ref(), &ip).await;
+                }
+                return Err(match e {
+                    store::Error::AlreadyExists { .. } if generated_from.is_some() => {
+                        ApiError::GenerateNameConflict {
+                            resource: t.resource(),
+                            name,
+                            retry_after_seconds: 1,
+                        }
+                    }
+                    e => store_error(&t.resource(), &name, e),
+                });
+            }
         }
     }
 }
+
+/// Upstream's `maxNameGenerationCreateAttempts`.
+const GENERATE_NAME_ATTEMPTS: u32 = 8;
 
 async fn allocate_cluster_ip(state: &AppState, obj: &mut Value) -> Result<Option<String>, ApiError> {
     if obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
@@ -780,6 +869,13 @@ pub async fn patch(
     }
     let dry = dry_run(q)?;
     let key = t.key()?;
+    // Only a resourceVersion in the patch itself pins it; the patched object always carries the one it was read at.
+    let body_pins = match &body {
+        Value::Array(ops) => ops
+            .iter()
+            .any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")),
+        other => other.pointer("/metadata/resourceVersion").is_some(),
+    };
     for _ in 0..MAX_RETRIES {
         let old_kv = state
             .store
@@ -803,7 +899,7 @@ pub async fn patch(
         }
         match write_update(state, t, &old_kv, &old, new, dry).await? {
             (_, Ok(out)) => return Ok(Reply::ok(out)),
-            (false, Err(store::Error::Conflict { .. })) => continue,
+            (_, Err(store::Error::Conflict { .. })) if !body_pins => continue,
             (_, Err(e)) => return Err(store_error(&t.resource(), t.name(), e)),
         }
     }
@@ -1143,6 +1239,34 @@ pub async fn scale(
     Err(ApiError::conflict(&t.resource(), t.name()))
 }
 
+/// Upstream's `UpdatePodCondition` with `PodScheduled: True`: the condition is replaced (a scheduler's
+/// `Unschedulable` reason and message go), its transition time kept only when it was `True` already.
+fn mark_scheduled(pod: &mut Value, now: &str) {
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let Some(conditions) = pod["status"]["conditions"].as_array_mut() else {
+        return;
+    };
+    let old = conditions.iter().position(|c| c["type"] == "PodScheduled");
+    let transition = match old.map(|i| &conditions[i]) {
+        Some(c) if c["status"] == "True" && c["lastTransitionTime"].is_string() => {
+            c["lastTransitionTime"].clone()
+        }
+        _ => json!(now),
+    };
+    let condition = json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": transition,
+    });
+    match old {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+}
+
 /// `POST pods/<name>/binding` (or `bindings`): assigns the pod to a node once.
 pub async fn bind(
     state: &AppState,
@@ -1201,6 +1325,13 @@ pub async fn bind(
             });
         }
         pod["spec"]["nodeName"] = json!(node);
+        // Upstream's binding storage copies the Binding's annotations onto the pod and marks it scheduled.
+        if let Some(annotations) = body.pointer("/metadata/annotations").and_then(Value::as_object) {
+            for (k, v) in annotations {
+                pod["metadata"]["annotations"][k] = v.clone();
+            }
+        }
+        mark_scheduled(&mut pod, &state.now_string());
         match state
             .store
             .update(&key, encode(&pod)?, kv.mod_revision, None)
@@ -1217,4 +1348,36 @@ pub async fn bind(
         }
     }
     Err(ApiError::conflict(&t.resource(), pod_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_marks_the_pod_scheduled_replacing_an_unschedulable_condition() {
+        let mut pod = json!({"status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes",
+             "lastTransitionTime": "2024-01-01T00:00:00Z"},
+            {"type": "Other", "status": "True"},
+        ]}});
+        mark_scheduled(&mut pod, "2024-01-02T00:00:00Z");
+        let conditions = pod["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 2);
+        assert_eq!(
+            conditions[0],
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                   "lastTransitionTime": "2024-01-02T00:00:00Z"})
+        );
+        // Already True: the transition time stays.
+        mark_scheduled(&mut pod, "2024-01-03T00:00:00Z");
+        assert_eq!(
+            pod["status"]["conditions"][0]["lastTransitionTime"],
+            "2024-01-02T00:00:00Z"
+        );
+        // A pod without status gets one.
+        let mut bare = json!({"metadata": {"name": "p"}});
+        mark_scheduled(&mut bare, "2024-01-02T00:00:00Z");
+        assert_eq!(bare["status"]["conditions"][0]["status"], "True");
+    }
 }

@@ -116,6 +116,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let user = state.security.authenticate(&peer.0, bearer).await?;
+    let user = crate::impersonation::apply(state, user, &parts.headers).await?;
     tracing::Span::current().record("user", user.name.as_str());
     let query: Query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .map(|q| q.0)
@@ -346,8 +347,26 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     } else {
         None
     };
-    let warn = field_validation(&query)?;
-    let _ = warn;
+    let validation = crate::field_validation::Mode::parse(query.get("fieldValidation").map(String::as_str))?;
+    let mut parsed = parsed;
+    let mut warnings = Vec::new();
+    if info.storage_prefix.is_some()
+        && matches!(sub, None | Some("status"))
+        && let Some(body) = parsed.as_mut()
+    {
+        let prunable = match verb {
+            "create" | "update" => true,
+            "patch" => matches!(
+                patch_type(&headers)?,
+                PatchType::Merge | PatchType::StrategicMerge
+            ),
+            _ => false,
+        };
+        if prunable {
+            let unknown = crate::field_validation::prune(&state.registry, &info, body);
+            warnings = crate::field_validation::enforce(validation, unknown)?;
+        }
+    }
 
     // Reviews are never stored: they are answered.
     if info.storage_prefix.is_none() {
@@ -360,6 +379,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         ("watch", None) => return watch::watch(state, &target, &query, output).await,
         ("get", None) => rest::get(state, &target).await?,
         ("get", Some("status")) => rest::get(state, &target).await?,
+        ("get", Some("log")) => return crate::logs::pod_log(state, &target, &query).await,
         ("list", None) => rest::list(state, &target, &query, output).await?,
         ("create", None) => rest::create(state, &target, &query, parsed.unwrap_or(Value::Null)).await?,
         ("create", Some("binding")) => {
@@ -373,7 +393,8 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             )
             .await?
         }
-        ("update", None | Some("status")) => {
+        // `namespaces/<n>/finalize` writes spec.finalizers; the namespace controller ends a deletion through it.
+        ("update", None | Some("status") | Some("finalize")) => {
             rest::update(state, &target, &query, parsed.unwrap_or(Value::Null)).await?
         }
         ("patch", None | Some("status")) => {
@@ -444,18 +465,15 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         )?,
         _ => reply.body,
     };
-    Ok(json_response(reply.code, &body))
-}
-
-fn field_validation(q: &Query) -> Result<&'static str, ApiError> {
-    match q.get("fieldValidation").map(String::as_str) {
-        None | Some("") | Some("Warn") => Ok("Warn"),
-        Some("Strict") => Ok("Strict"),
-        Some("Ignore") => Ok("Ignore"),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got \"{other}\""
-        ))),
+    let mut resp = json_response(reply.code, &body);
+    for w in warnings {
+        // RFC 7234 warn-text is a quoted string: quotes and backslashes escaped.
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
     }
+    Ok(resp)
 }
 
 fn patch_type(headers: &http::HeaderMap) -> Result<PatchType, ApiError> {

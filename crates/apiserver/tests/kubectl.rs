@@ -201,6 +201,13 @@ fn everyday_workflow(k: &Kubectl, ns: &str, validate: bool) -> Result<()> {
         "{out}"
     );
 
+    // explain reads the schema: /openapi/v2 (protobuf) for kubectl 1.20, /openapi/v3 for newer ones.
+    let out = k.ok(&["explain", "deployment.spec.replicas"])?;
+    ensure!(
+        out.contains("KIND:") && out.contains("Deployment") && out.contains("replicas"),
+        "{out}"
+    );
+
     let out = k.ok(&["delete", "configmap", "settings", "-n", ns])?;
     ensure!(out.contains("configmap \"settings\" deleted"), "{out}");
     let out = k.run(&["get", "configmap", "settings", "-n", ns])?;
