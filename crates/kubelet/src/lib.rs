@@ -1,24 +1,39 @@
-//! `kubelet`: the node agent. Today it runs static pods from `--pod-manifest-path` with no API server at all
-//! (guide B's "kubelet as a service manager for etcd"); registration, the node lease, pods bound through the API
-//! and mirror pods come with the API server.
+//! `kubelet`: the node agent. It runs static pods from `--pod-manifest-path` with or without an API server (guide
+//! B's "kubelet as a service manager for etcd"), and, given a kubeconfig, registers its Node, renews its Lease,
+//! runs the pods bound to it, reports their status, keeps mirror pods for its static pods and serves logs.
 //!
 //! Layout:
 //! - [`pod`]: reading manifests into [`pod::DesiredPod`]s (invalid ones reported and skipped), static pod UIDs,
-//!   turning a container into a [`pod::ProcessSpec`] (PATH lookup, env, user/group, hostPath mapping below the
-//!   node's root).
+//!   pods from the API, turning a container into a [`pod::ProcessSpec`] (PATH lookup, env, user/group, hostPath
+//!   mapping below the node's root).
 //! - [`runtime`]: the [`runtime::Runtime`] trait and [`runtime::ProcessRuntime`] (one shim per container, state on
 //!   disk so a restarted kubelet adopts what runs).
 //! - [`shim`]: the shim process (`bulwark container-shim <dir>`): CRI-format logs, signal forwarding, exit status.
-//! - this file: [`Config`], [`Kubelet::sync_once`] (one reconcile pass: start, restart with back-off, stop what is
-//!   no longer wanted) and [`run`] (the loop, with a shutdown signal).
+//! - [`status`]: pod status (phase, conditions, container states) from what the runtime and probes observed.
+//! - [`probe`]: exec / httpGet / tcpSocket probe workers (readiness, liveness, startup).
+//! - [`node`]: Node registration, node status, the node Lease. [`api`]: the pod watch, pod status reports, mirror
+//!   pods, finishing graceful deletions. [`bootstrap`]: TLS bootstrap through a CertificateSigningRequest.
+//! - [`server`]: the HTTPS server on `--port` (`/healthz`, `/containerLogs/...`) and plain `/healthz` on
+//!   `--healthz-port`. [`config`]: the `KubeletConfiguration` file.
+//! - this file: [`Config`], [`Kubelet::sync_once`] (one reconcile pass: start, restart with back-off, probe, stop
+//!   what is no longer wanted, compute statuses) and [`run`] (the loop, with a shutdown signal).
 //!
 //! Containers outlive the kubelet: stopping or killing the kubelet leaves pods running, and the next kubelet on the
-//! same root directory picks them up (a lock file keeps two kubelets off one root directory).
+//! same root directory picks them up (a lock file keeps two kubelets off one root directory). Pods that came from
+//! the API are left alone until the first list of the pod watch is in, so a restart never stops them by mistake.
 
+pub mod api;
+pub mod bootstrap;
+pub mod config;
+pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
+pub mod server;
 pub mod shim;
+pub mod status;
 
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use pod::{ConfigError, DesiredPod, ManifestError};
 use runtime::{Attempt, ContainerState, Runtime};
 use serde::{Deserialize, Serialize};
@@ -56,6 +71,8 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub node_name: String,
+    /// The node's IP: hostIP, and podIP of every pod (host network only).
+    pub node_ip: String,
     /// Host path of the static pod manifest directory, if any.
     pub pod_manifest_path: Option<PathBuf>,
     /// Host path of the kubelet's state (`/var/lib/kubelet` below the node root).
@@ -73,12 +90,25 @@ pub struct Config {
     pub sync_period: Duration,
 }
 
+const SOURCE_FILE: &str = "file";
+const SOURCE_API: &str = "api";
+
 /// The pod record the kubelet keeps for every pod it started (`<root>/pods/<uid>/pod.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct PodRecord {
     namespace: String,
     name: String,
     grace_period_secs: u64,
+    /// `file` (static pod) or `api`; records written before the API existed are static pods.
+    #[serde(default = "source_file")]
+    source: String,
+    /// When the kubelet first took the pod on (the pod's `startTime`).
+    #[serde(default)]
+    start_time: Option<String>,
+}
+
+fn source_file() -> String {
+    SOURCE_FILE.into()
 }
 
 /// Restart back-off per container, as upstream: the first restart is immediate, then 10 s doubling up to 5 min;
@@ -118,6 +148,13 @@ pub struct SyncReport {
     pub waiting: BTreeMap<(String, String), ConfigError>,
 }
 
+/// A pod the kubelet runs, with its status as of the last pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    pub pod: DesiredPod,
+    pub status: PodStatus,
+}
+
 pub struct Kubelet {
     config: Config,
     runtime: Arc<dyn Runtime>,
@@ -128,7 +165,23 @@ pub struct Kubelet {
     /// Attempts asked to stop, and when they get SIGKILL.
     kill_at: BTreeMap<Attempt, SystemTime>,
     reported: BTreeSet<(PathBuf, String)>,
+    api_pods: Option<Arc<api::ApiPods>>,
+    prober: Arc<probe::Prober>,
+    /// Per pod UID, as of the last pass.
+    views: BTreeMap<String, PodView>,
+    /// Terminating API pods whose containers are all gone, to be deleted for good.
+    finished: Vec<Pod>,
     _lock: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn to_timestamp(t: SystemTime) -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::try_from(t).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
 impl Kubelet {
@@ -160,8 +213,32 @@ impl Kubelet {
             restart_at: BTreeMap::new(),
             kill_at: BTreeMap::new(),
             reported: BTreeSet::new(),
+            api_pods: None,
+            prober: Arc::new(probe::Prober::default()),
+            views: BTreeMap::new(),
+            finished: Vec::new(),
             _lock: Some(lock),
         })
+    }
+
+    /// Runs the pods bound to this node as the watch feeding `pods` sees them, besides the static pods.
+    pub fn with_api_pods(mut self, pods: Arc<api::ApiPods>) -> Kubelet {
+        self.api_pods = Some(pods);
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The pods run by this kubelet and their statuses, as of the last pass.
+    pub fn views(&self) -> Vec<PodView> {
+        self.views.values().cloned().collect()
+    }
+
+    /// Terminating API pods whose containers are gone, as of the last pass.
+    pub fn finished(&self) -> &[Pod] {
+        &self.finished
     }
 
     fn record_path(&self, uid: &str) -> PathBuf {
@@ -172,6 +249,16 @@ impl Kubelet {
         serde_json::from_slice(&std::fs::read(self.record_path(uid)).ok()?).ok()
     }
 
+    fn write_record(&self, uid: &str, record: &PodRecord) {
+        let path = self.record_path(uid);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(json) = serde_json::to_vec_pretty(record) {
+            let _ = shim::write_atomic(&path, &json);
+        }
+    }
+
     fn log_path(&self, pod: &DesiredPod, container: &str, attempt: u32) -> PathBuf {
         self.config
             .log_dir
@@ -180,10 +267,35 @@ impl Kubelet {
             .join(format!("{attempt}.log"))
     }
 
+    fn restart_wanted(pod: &DesiredPod, exit_code: i32) -> bool {
+        match pod.restart_policy() {
+            "Never" => false,
+            "OnFailure" => exit_code != 0,
+            _ => true,
+        }
+    }
+
+    /// Asks a running attempt to stop, then kills it once `grace` has passed.
+    fn stop_with_grace(&mut self, attempt: &Attempt, grace: u64, now: SystemTime) -> bool {
+        match self.kill_at.get(attempt) {
+            None => {
+                self.runtime.stop(attempt, false);
+                self.kill_at
+                    .insert(attempt.clone(), now + Duration::from_secs(grace));
+                true
+            }
+            Some(deadline) if now >= *deadline => {
+                self.runtime.stop(attempt, true);
+                false
+            }
+            Some(_) => false,
+        }
+    }
+
     /// One reconcile pass.
     pub fn sync_once(&mut self) -> SyncReport {
         let mut report = SyncReport::default();
-        let (desired, errors) = match &self.config.pod_manifest_path {
+        let (mut desired, errors) = match &self.config.pod_manifest_path {
             Some(dir) => pod::read_manifests(dir, &self.config.node_name),
             None => (Vec::new(), Vec::new()),
         };
@@ -194,17 +306,40 @@ impl Kubelet {
         }
         report.manifest_errors = errors;
         let now = self.clock.now();
+
+        // Pods from the API: running ones are wanted; terminating ones are stopped with their deletion grace period.
+        let snapshot = self.api_pods.as_ref().and_then(|a| a.snapshot());
+        let api_synced = snapshot.is_some();
+        let mut terminating: BTreeMap<String, (Pod, u64)> = BTreeMap::new();
+        for p in snapshot.iter().flatten() {
+            let bound_here =
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.config.node_name.as_str());
+            if api::is_mirror(p) || !bound_here {
+                continue;
+            }
+            let Some(d) = DesiredPod::from_api(p) else {
+                continue;
+            };
+            if p.metadata.deletion_timestamp.is_some() {
+                let grace = p
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .and_then(|g| u64::try_from(g).ok())
+                    .unwrap_or_else(|| d.grace_period_secs());
+                terminating.insert(d.uid.clone(), (p.clone(), grace));
+                continue;
+            }
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            if matches!(phase, Some("Succeeded" | "Failed")) {
+                continue;
+            }
+            desired.push(d);
+        }
         let wanted: BTreeSet<&str> = desired.iter().map(|p| p.uid.as_str()).collect();
 
         // Group what the runtime knows: latest attempt per (pod, container).
-        let mut latest: BTreeMap<(String, String), Attempt> = BTreeMap::new();
         let all = self.runtime.list();
-        for attempt in &all {
-            let key = (attempt.pod_uid.clone(), attempt.container.clone());
-            if latest.get(&key).is_none_or(|a| a.number < attempt.number) {
-                latest.insert(key, attempt.clone());
-            }
-        }
+        let latest = latest_attempts(&all);
 
         // Stop and clean up what is no longer wanted; remember which pod names are still shutting down.
         let mut shutting_down: BTreeSet<(String, String)> = BTreeSet::new();
@@ -213,29 +348,31 @@ impl Kubelet {
             if wanted.contains(attempt.pod_uid.as_str()) {
                 continue;
             }
-            unwanted_pods.insert(attempt.pod_uid.clone());
             let record = self.read_record(&attempt.pod_uid);
+            if !api_synced && record.as_ref().is_some_and(|r| r.source == SOURCE_API) {
+                // Not listed yet is not deleted: wait for the pod watch before touching API pods.
+                continue;
+            }
+            unwanted_pods.insert(attempt.pod_uid.clone());
             match self.runtime.state(attempt) {
                 ContainerState::Running { .. } => {
                     if let Some(r) = &record {
                         shutting_down.insert((r.namespace.clone(), r.name.clone()));
                     }
-                    match self.kill_at.get(attempt) {
-                        None => {
-                            let grace = record.as_ref().map(|r| r.grace_period_secs).unwrap_or(30);
-                            tracing::info!(pod = %attempt.pod_uid, container = %attempt.container, "stopping container");
-                            self.runtime.stop(attempt, false);
-                            self.kill_at
-                                .insert(attempt.clone(), now + Duration::from_secs(grace));
-                            report.stopping.push(attempt.clone());
-                        }
-                        Some(deadline) if now >= *deadline => self.runtime.stop(attempt, true),
-                        Some(_) => {}
+                    let grace = terminating
+                        .get(&attempt.pod_uid)
+                        .map(|(_, g)| *g)
+                        .or(record.as_ref().map(|r| r.grace_period_secs))
+                        .unwrap_or(30);
+                    if self.stop_with_grace(attempt, grace, now) {
+                        tracing::info!(pod = %attempt.pod_uid, container = %attempt.container, grace, "stopping container");
+                        report.stopping.push(attempt.clone());
                     }
                 }
                 ContainerState::Exited(_) => {
                     self.runtime.remove(attempt);
                     self.kill_at.remove(attempt);
+                    self.restart_at.remove(attempt);
                     report.removed.push(attempt.clone());
                 }
             }
@@ -257,33 +394,45 @@ impl Kubelet {
                 // The previous version of this static pod still runs; its ports and files are not free yet.
                 continue;
             }
+            let existing = self.read_record(&pod.uid);
             let record = PodRecord {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
                 grace_period_secs: pod.grace_period_secs(),
+                source: if pod.static_pod { SOURCE_FILE } else { SOURCE_API }.into(),
+                start_time: existing
+                    .as_ref()
+                    .and_then(|r| r.start_time.clone())
+                    .or_else(|| Some(rfc3339(now))),
             };
-            if self.read_record(&pod.uid).as_ref() != Some(&record) {
-                let path = self.record_path(&pod.uid);
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                if let Ok(json) = serde_json::to_vec_pretty(&record) {
-                    let _ = shim::write_atomic(&path, &json);
-                }
+            if existing.as_ref() != Some(&record) {
+                self.write_record(&pod.uid, &record);
             }
             for container in pod.containers() {
                 let key = (pod.uid.clone(), container.name.clone());
                 let next = match latest.get(&key) {
                     None => Some(0),
                     Some(attempt) => match self.runtime.state(attempt) {
-                        ContainerState::Running { .. } => None,
+                        ContainerState::Running { .. } => {
+                            let spec =
+                                pod::process_spec(pod, container, &self.config.rootfs, &self.config.path_env);
+                            self.prober.ensure(
+                                attempt,
+                                &probe::Target {
+                                    host: self.config.node_ip.clone(),
+                                    env: spec.map(|s| s.env).unwrap_or_default(),
+                                    container: container.clone(),
+                                },
+                            );
+                            let failed = self.prober.results(attempt).is_some_and(|r| r.liveness_failed);
+                            if failed && self.stop_with_grace(attempt, pod.grace_period_secs(), now) {
+                                tracing::info!(pod = %pod.name, container = %container.name, "liveness probe failed; restarting container");
+                                report.stopping.push(attempt.clone());
+                            }
+                            None
+                        }
                         ContainerState::Exited(status) => {
-                            let restart = match pod.restart_policy() {
-                                "Never" => false,
-                                "OnFailure" => status.exit_code != 0,
-                                _ => true,
-                            };
-                            if !restart {
+                            if !Self::restart_wanted(pod, status.exit_code) {
                                 None
                             } else {
                                 let due = *self.restart_at.entry(attempt.clone()).or_insert_with(|| {
@@ -310,6 +459,12 @@ impl Kubelet {
                         match self.runtime.start(&attempt, &spec, &log) {
                             Ok(()) => {
                                 tracing::info!(pod = %pod.name, container = %container.name, restart = number, "started container");
+                                if let Some(prev) = number.checked_sub(1) {
+                                    self.kill_at.remove(&Attempt {
+                                        number: prev,
+                                        ..attempt.clone()
+                                    });
+                                }
                                 // Keep the previous attempt for `kubectl logs --previous`; drop older ones.
                                 if number >= 2 {
                                     let old = Attempt {
@@ -329,8 +484,106 @@ impl Kubelet {
                 }
             }
         }
+        self.observe(&desired, &terminating, &report, now);
         report
     }
+
+    /// After a pass: pod statuses, probe workers of what runs, terminating pods that are done.
+    fn observe(
+        &mut self,
+        desired: &[DesiredPod],
+        terminating: &BTreeMap<String, (Pod, u64)>,
+        report: &SyncReport,
+        now: SystemTime,
+    ) {
+        let all = self.runtime.list();
+        let latest = latest_attempts(&all);
+        let mut live = BTreeSet::new();
+        let mut views = BTreeMap::new();
+        for pod in desired {
+            let mut observations = Vec::new();
+            for container in pod.containers() {
+                let key = (pod.uid.clone(), container.name.clone());
+                let mut obs = status::ContainerObservation {
+                    name: container.name.clone(),
+                    image: container.image.clone().unwrap_or_default(),
+                    config_error: report
+                        .waiting
+                        .get(&key)
+                        .map(|e| (e.reason.to_string(), e.message.clone())),
+                    ..Default::default()
+                };
+                if let Some(attempt) = latest.get(&key) {
+                    obs.attempt = Some(attempt.number);
+                    match self.runtime.state(attempt) {
+                        ContainerState::Running { started_at, .. } => {
+                            live.insert(attempt.clone());
+                            obs.running = Some(started_at.unwrap_or_else(|| rfc3339(now)));
+                            let results = self.prober.results(attempt);
+                            obs.ready = results.is_none_or(|r| r.ready);
+                            obs.started = results.is_none_or(|r| r.started);
+                        }
+                        ContainerState::Exited(exit) => {
+                            obs.exit_is_final = !Self::restart_wanted(pod, exit.exit_code);
+                            if let Some(due) = self.restart_at.get(attempt).filter(|due| **due > now) {
+                                let wait = due.duration_since(now).unwrap_or_default().as_secs().max(1);
+                                obs.back_off = Some(format!(
+                                    "back-off {wait}s restarting failed container={} pod={}_{}({})",
+                                    container.name, pod.name, pod.namespace, pod.uid
+                                ));
+                            }
+                            obs.exited = Some(exit);
+                        }
+                    }
+                    if let Some(prev) = attempt.number.checked_sub(1)
+                        && let ContainerState::Exited(exit) = self.runtime.state(&Attempt {
+                            number: prev,
+                            ..attempt.clone()
+                        })
+                    {
+                        obs.previous = Some(exit);
+                    }
+                }
+                observations.push(obs);
+            }
+            let start_time = self.read_record(&pod.uid).and_then(|r| r.start_time);
+            let previous = self.views.get(&pod.uid).map(|v| &v.status);
+            let status = status::pod_status(
+                pod,
+                &observations,
+                &self.config.node_ip,
+                start_time.as_deref(),
+                previous,
+                to_timestamp(now),
+            );
+            views.insert(
+                pod.uid.clone(),
+                PodView {
+                    pod: pod.clone(),
+                    status,
+                },
+            );
+        }
+        self.prober.retain(&live);
+        self.views = views;
+        let present: BTreeSet<&str> = all.iter().map(|a| a.pod_uid.as_str()).collect();
+        self.finished = terminating
+            .iter()
+            .filter(|(uid, _)| !present.contains(uid.as_str()))
+            .map(|(_, (pod, _))| pod.clone())
+            .collect();
+    }
+}
+
+fn latest_attempts(all: &[Attempt]) -> BTreeMap<(String, String), Attempt> {
+    let mut latest: BTreeMap<(String, String), Attempt> = BTreeMap::new();
+    for attempt in all {
+        let key = (attempt.pod_uid.clone(), attempt.container.clone());
+        if latest.get(&key).is_none_or(|a| a.number < attempt.number) {
+            latest.insert(key, attempt.clone());
+        }
+    }
+    latest
 }
 
 fn ran_for(started: &str, finished: &str) -> Duration {
@@ -341,15 +594,47 @@ fn ran_for(started: &str, finished: &str) -> Duration {
     }
 }
 
-/// Runs reconcile passes every `sync_period` until `shutdown` fires. Containers are left running on shutdown.
-pub async fn run(mut kubelet: Kubelet, shutdown: CancellationToken) -> Result<(), KubeletError> {
+/// Runs reconcile passes every `sync_period` (sooner when the pod watch saw a change) until `shutdown` fires; once
+/// `api_rx` delivers the API side, each pass is followed by the API side (statuses, mirror pods, deletions). Containers are left running on
+/// shutdown.
+pub async fn run(
+    mut kubelet: Kubelet,
+    mut api_rx: Option<tokio::sync::oneshot::Receiver<api::ApiSync>>,
+    shutdown: CancellationToken,
+) -> Result<(), KubeletError> {
     let period = kubelet.config.sync_period;
+    let pods = kubelet.api_pods.clone();
+    // The API side arrives once the client exists (after TLS bootstrap, perhaps); static pods run meanwhile.
+    let mut api: Option<api::ApiSync> = None;
     loop {
+        if let Some(rx) = api_rx.as_mut() {
+            match rx.try_recv() {
+                Ok(sync) => {
+                    api = Some(sync);
+                    api_rx = None;
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => api_rx = None,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+        }
         let span = tracing::info_span!("sync", node = %kubelet.config.node_name);
         let _ = span.in_scope(|| kubelet.sync_once());
+        if let (Some(api), Some(bound)) = (api.as_mut(), pods.as_ref().and_then(|p| p.snapshot())) {
+            api.sync(&kubelet.views(), kubelet.finished(), &bound).await;
+        }
+        let changed = async {
+            match &pods {
+                Some(p) => p.changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                kubelet.prober.stop_all();
+                return Ok(());
+            }
             _ = tokio::time::sleep(period) => {}
+            _ = changed => {}
         }
     }
 }

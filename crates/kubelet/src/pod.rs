@@ -14,11 +14,29 @@ pub struct DesiredPod {
     pub uid: String,
     pub namespace: String,
     pub name: String,
-    /// The manifest file, for messages.
+    /// The manifest file, for messages (empty for pods from the API).
     pub source: PathBuf,
+    /// A static pod (from the manifest directory) rather than a pod bound through the API.
+    pub static_pod: bool,
 }
 
 impl DesiredPod {
+    /// A pod bound to the node through the API; `None` without the name, namespace and UID the API always sets.
+    pub fn from_api(pod: &Pod) -> Option<DesiredPod> {
+        let uid = pod.metadata.uid.clone().filter(|u| !u.is_empty())?;
+        let name = pod.metadata.name.clone()?;
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        pod.spec.as_ref()?;
+        Some(DesiredPod {
+            pod: pod.clone(),
+            uid,
+            namespace,
+            name,
+            source: PathBuf::new(),
+            static_pod: false,
+        })
+    }
+
     /// `<namespace>_<name>_<uid>`, the directory name upstream uses under `/var/log/pods`.
     pub fn log_dir_name(&self) -> String {
         format!("{}_{}_{}", self.namespace, self.name, self.uid)
@@ -151,6 +169,7 @@ fn read_manifest(path: &Path, node_name: &str) -> Result<DesiredPod, String> {
         namespace,
         name,
         source: path.to_path_buf(),
+        static_pod: true,
     })
 }
 
@@ -280,7 +299,10 @@ pub fn process_spec(
             (_, Some(_)) => {
                 return Err(ConfigError {
                     reason: "CreateContainerConfigError",
-                    message: format!("env {:?}: valueFrom is not supported for static pods", var.name),
+                    message: format!(
+                        "env {:?}: valueFrom is not supported by bulwark's process runtime",
+                        var.name
+                    ),
                 });
             }
             (value, None) => {

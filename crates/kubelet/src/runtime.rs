@@ -157,7 +157,8 @@ impl Runtime for ProcessRuntime {
         match Self::read_pid(&dir, shim::SHIM_PID_FILE) {
             Some(shim_pid) if Self::shim_alive(&dir, shim_pid) => ContainerState::Running {
                 pid,
-                started_at: None,
+                // The shim writes the container's pid right after starting it.
+                started_at: modified_rfc3339(&dir.join(shim::CONTAINER_PID_FILE)),
             },
             // Just started: the shim has not written its pid yet.
             None if dir.join(shim::SPEC_FILE).exists() && pid.is_none() && recently_created(&dir) => {
@@ -234,6 +235,13 @@ impl Runtime for ProcessRuntime {
             }
         }
     }
+}
+
+fn modified_rfc3339(path: &Path) -> Option<String> {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    time::OffsetDateTime::from(modified)
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// A state directory younger than a few seconds may belong to a shim that has not written its pid yet.

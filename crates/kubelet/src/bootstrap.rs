@@ -1,0 +1,168 @@
+//! TLS bootstrap, as upstream's kubelet does it with `--bootstrap-kubeconfig`: when the kubeconfig is missing,
+//! make a key, ask for a client certificate with a CertificateSigningRequest (`system:node:<name>` in
+//! `system:nodes`, signer `kubernetes.io/kube-apiserver-client-kubelet`), wait until it is approved and issued,
+//! then write `<root-dir>/pki/kubelet-client-current.pem` (certificate and key) and the kubeconfig.
+//!
+//! Entry point: [`bootstrap`].
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, PostParams};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+pub const CLIENT_PEM: &str = "kubelet-client-current.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("{0}")]
+    Pki(#[from] pki::Error),
+    #[error("{0}")]
+    Client(#[from] client::Error),
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("certificate signing request {name} was {how}: {message}")]
+    Refused {
+        name: String,
+        how: String,
+        message: String,
+    },
+    #[error("shut down while waiting for certificate signing request {0}")]
+    Cancelled(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes `kubeconfig` with a client certificate for `system:node:<node>`, obtained through the API server that
+/// `bootstrap_kubeconfig` reaches. A certificate already in `pki_dir` is reused.
+pub async fn bootstrap(
+    bootstrap_kubeconfig: &Path,
+    kubeconfig: &Path,
+    pki_dir: &Path,
+    node: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), BootstrapError> {
+    let boot = pki::Kubeconfig::read(bootstrap_kubeconfig)?;
+    let server = boot.server()?.to_string();
+    let ca = boot.ca_certificate()?;
+    let pem_path = pki_dir.join(CLIENT_PEM);
+    if let Ok(text) = std::fs::read_to_string(&pem_path)
+        && let (Ok(cert), Ok(key)) = (pki::Certificate::from_pem(&text), pki::KeyPair::from_pem(&text))
+        && cert
+            .info()
+            .is_ok_and(|i| i.not_after > std::time::SystemTime::now())
+    {
+        tracing::info!(path = %pem_path.display(), "reusing the kubelet client certificate");
+        return write_kubeconfig(kubeconfig, &server, &ca, &cert, &key);
+    }
+
+    let key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256)?;
+    let request = pki::csr::create(&key, &format!("system:node:{node}"), Some("system:nodes"), &[])?;
+    let name = format!(
+        "node-csr-{}",
+        &hex::encode(Sha256::digest(key.public_key_der()))[..20]
+    );
+    let client = client::from_kubeconfig(bootstrap_kubeconfig).await?;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let csr = CertificateSigningRequest {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(request.into_bytes()),
+            signer_name: SIGNER.into(),
+            usages: Some(vec!["digital signature".into(), "client auth".into()]),
+            ..Default::default()
+        },
+        status: None,
+    };
+    csrs.create(&PostParams::default(), &csr).await?;
+    tracing::info!(csr = %name, "waiting for the client certificate to be approved and issued");
+    let cert = loop {
+        if let Some(current) = csrs.get_opt(&name).await? {
+            let status = current.status.unwrap_or_default();
+            for c in status.conditions.iter().flatten() {
+                if (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True" {
+                    return Err(BootstrapError::Refused {
+                        name,
+                        how: c.type_.to_lowercase(),
+                        message: c.message.clone().unwrap_or_default(),
+                    });
+                }
+            }
+            if let Some(issued) = status.certificate.filter(|c| !c.0.is_empty()) {
+                break pki::Certificate::from_pem(&String::from_utf8_lossy(&issued.0))?;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(BootstrapError::Cancelled(name)),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    };
+    std::fs::create_dir_all(pki_dir).map_err(|source| BootstrapError::Io {
+        path: pki_dir.to_path_buf(),
+        source,
+    })?;
+    pki::write_private(&pem_path, format!("{}{}", cert.pem(), key.to_pem()?).as_bytes())?;
+    tracing::info!(path = %pem_path.display(), "kubelet client certificate issued");
+    write_kubeconfig(kubeconfig, &server, &ca, &cert, &key)
+}
+
+/// A client from a kubeconfig whose file references (`client-certificate: /var/lib/kubelet/pki/...`) are paths of
+/// the node, so below `rootfs`.
+pub async fn client_below_root(path: &Path, rootfs: &Path) -> Result<kube::Client, BootstrapError> {
+    let bad = |source| client::Error::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = kube::config::Kubeconfig::read_from(path).map_err(bad)?;
+    let host = |p: &mut Option<String>| {
+        if let Some(v) = p.as_mut()
+            && let Some(rel) = v.strip_prefix('/')
+        {
+            *v = rootfs.join(rel).display().to_string();
+        }
+    };
+    for cluster in &mut file.clusters {
+        if let Some(c) = cluster.cluster.as_mut() {
+            host(&mut c.certificate_authority);
+        }
+    }
+    for user in &mut file.auth_infos {
+        if let Some(u) = user.auth_info.as_mut() {
+            host(&mut u.client_certificate);
+            host(&mut u.client_key);
+        }
+    }
+    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(bad)?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &pki::Certificate,
+    cert: &pki::Certificate,
+    key: &pki::KeyPair,
+) -> Result<(), BootstrapError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| BootstrapError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    pki::Kubeconfig::for_client_cert("default-cluster", server, ca, "default-auth", cert, key)?
+        .write(path)?;
+    Ok(())
+}
