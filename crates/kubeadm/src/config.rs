@@ -1138,6 +1138,319 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// How a joining node finds and trusts the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// `--token` (or `--discovery-token`) against `endpoint`, the CA pinned by `ca_cert_hashes`.
+    Token {
+        endpoint: String,
+        token: String,
+        ca_cert_hashes: Vec<String>,
+        unsafe_skip_ca_verification: bool,
+    },
+    /// `--discovery-file`: a kubeconfig whose cluster entry is trusted as is.
+    File { path: String },
+}
+
+/// `kubeadm join`'s configuration, resolved from flags and an optional `JoinConfiguration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinConfig {
+    pub discovery: Discovery,
+    /// The token the kubelet's TLS bootstrap authenticates with.
+    pub tls_bootstrap_token: Option<String>,
+    pub node_name: Option<String>,
+    pub cri_socket: Option<String>,
+    pub kubelet_extra_args: Vec<(String, String)>,
+    /// `Some` for `--control-plane`.
+    pub control_plane: Option<JoinControlPlane>,
+    pub skip_phases: Vec<String>,
+    pub ignore_preflight_errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinControlPlane {
+    pub advertise_address: Option<IpAddr>,
+    pub bind_port: u16,
+    pub certificate_key: Option<String>,
+}
+
+/// The flags of `kubeadm join`; `None`/empty means not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinFlags {
+    pub endpoint: Option<String>,
+    pub token: Option<String>,
+    pub discovery_token: Option<String>,
+    pub tls_bootstrap_token: Option<String>,
+    pub ca_cert_hashes: Vec<String>,
+    pub unsafe_skip_ca_verification: bool,
+    pub discovery_file: Option<String>,
+    pub control_plane: bool,
+    pub certificate_key: Option<String>,
+    pub apiserver_advertise_address: Option<String>,
+    pub apiserver_bind_port: Option<u16>,
+    pub node_name: Option<String>,
+    pub cri_socket: Option<String>,
+    pub skip_phases: Vec<String>,
+    pub ignore_preflight_errors: Vec<String>,
+}
+
+/// Reads `--config` (a `JoinConfiguration`) if given, merges the flags and validates, as `kubeadm join` does.
+pub fn load_join(config: Option<&Path>, flags: &JoinFlags) -> Result<JoinConfig, ConfigError> {
+    let doc = match config {
+        Some(path) => {
+            let mut conflicts = Vec::new();
+            for (name, set) in [
+                ("token", flags.token.is_some()),
+                ("discovery-token", flags.discovery_token.is_some()),
+                ("discovery-token-ca-cert-hash", !flags.ca_cert_hashes.is_empty()),
+                ("discovery-file", flags.discovery_file.is_some()),
+                ("tls-bootstrap-token", flags.tls_bootstrap_token.is_some()),
+                ("certificate-key", flags.certificate_key.is_some()),
+                (
+                    "apiserver-advertise-address",
+                    flags.apiserver_advertise_address.is_some(),
+                ),
+                ("apiserver-bind-port", flags.apiserver_bind_port.is_some()),
+                ("cri-socket", flags.cri_socket.is_some()),
+            ] {
+                if set {
+                    conflicts.push(name.to_string());
+                }
+            }
+            if !conflicts.is_empty() {
+                return Err(ConfigError::MixedArgs(conflicts));
+            }
+            let file = path.display().to_string();
+            let docs = parse_documents(&file, &read_file(path)?)?;
+            docs.join.ok_or(ConfigError::Document {
+                file,
+                doc: 1,
+                message: "no JoinConfiguration found".into(),
+            })?
+        }
+        None => JoinConfigurationDoc::default(),
+    };
+    let mut errors = Vec::new();
+    let token_doc = doc.discovery.bootstrap_token.unwrap_or_default();
+    let token = flags
+        .discovery_token
+        .clone()
+        .or(flags.token.clone())
+        .or(token_doc.token);
+    let file = flags
+        .discovery_file
+        .clone()
+        .or(doc.discovery.file.map(|f| f.kube_config_path))
+        .filter(|f| !f.is_empty());
+    let endpoint = flags.endpoint.clone().or(token_doc.api_server_endpoint);
+    let mut hashes = flags.ca_cert_hashes.clone();
+    hashes.extend(token_doc.ca_cert_hashes);
+    let unsafe_skip = flags.unsafe_skip_ca_verification || token_doc.unsafe_skip_ca_verification;
+    let discovery = match (file, token, endpoint) {
+        (Some(path), _, _) => Discovery::File { path },
+        (None, Some(token), Some(endpoint)) => {
+            if let Err(e) = pki::BootstrapToken::parse(&token) {
+                errors.push(field_error(
+                    "discovery.bootstrapToken.token",
+                    token.clone(),
+                    e.to_string(),
+                ));
+            }
+            if let Err(e) = split_host_port(&endpoint) {
+                errors.push(field_error(
+                    "discovery.bootstrapToken.apiServerEndpoint",
+                    endpoint.clone(),
+                    e,
+                ));
+            }
+            if hashes.is_empty() && !unsafe_skip {
+                errors.push(field_error(
+                    "discovery.bootstrapToken.caCertHashes",
+                    "",
+                    "using token-based discovery without caCertHashes can be unsafe. Set \
+                     unsafeSkipCAVerification as true in your kubeadm config file or pass \
+                     --discovery-token-unsafe-skip-ca-verification flag to continue",
+                ));
+            }
+            for hash in &hashes {
+                if let Err(e) = pki::parse_pin(hash) {
+                    errors.push(field_error(
+                        "discovery.bootstrapToken.caCertHashes",
+                        hash.clone(),
+                        e.to_string(),
+                    ));
+                }
+            }
+            Discovery::Token {
+                endpoint,
+                token,
+                ca_cert_hashes: hashes,
+                unsafe_skip_ca_verification: unsafe_skip,
+            }
+        }
+        (None, None, _) => {
+            errors.push(field_error(
+                "discovery",
+                "",
+                "bootstrapToken or file must be set (use --token with the control-plane endpoint, or --discovery-file)",
+            ));
+            Discovery::File { path: String::new() }
+        }
+        (None, Some(_), None) => {
+            errors.push(field_error(
+                "discovery.bootstrapToken.apiServerEndpoint",
+                "",
+                "the control-plane endpoint to discover the cluster from is required (kubeadm join <endpoint> ...)",
+            ));
+            Discovery::File { path: String::new() }
+        }
+    };
+    let tls_bootstrap_token = flags
+        .tls_bootstrap_token
+        .clone()
+        .or(doc.discovery.tls_bootstrap_token)
+        .or(flags.token.clone())
+        .or(match &discovery {
+            Discovery::Token { token, .. } => Some(token.clone()),
+            Discovery::File { .. } => None,
+        });
+    let control_plane = if flags.control_plane || doc.control_plane.is_some() {
+        let cp = doc.control_plane.unwrap_or_default();
+        let address = flags
+            .apiserver_advertise_address
+            .clone()
+            .or(cp.local_api_endpoint.advertise_address)
+            .filter(|a| !a.is_empty());
+        let advertise_address = match address {
+            None => None,
+            Some(a) => match a.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    errors.push(field_error(
+                        "controlPlane.localAPIEndpoint.advertiseAddress",
+                        a,
+                        "must be a valid IP address",
+                    ));
+                    None
+                }
+            },
+        };
+        Some(JoinControlPlane {
+            advertise_address,
+            bind_port: flags
+                .apiserver_bind_port
+                .or(cp.local_api_endpoint.bind_port)
+                .unwrap_or(6443),
+            certificate_key: flags.certificate_key.clone().or(cp.certificate_key),
+        })
+    } else {
+        None
+    };
+    if let Some(key) = control_plane.as_ref().and_then(|c| c.certificate_key.as_ref())
+        && let Err(e) = pki::CertificateKey::parse(key)
+    {
+        errors.push(field_error(
+            "controlPlane.certificateKey",
+            key.clone(),
+            e.to_string(),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid { errors });
+    }
+    let mut skip_phases = flags.skip_phases.clone();
+    skip_phases.extend(doc.skip_phases);
+    let mut ignore = flags.ignore_preflight_errors.clone();
+    ignore.extend(doc.node_registration.ignore_preflight_errors);
+    Ok(JoinConfig {
+        discovery,
+        tls_bootstrap_token,
+        node_name: non_empty(flags.node_name.clone().or(doc.node_registration.name)),
+        cri_socket: non_empty(flags.cri_socket.clone().or(doc.node_registration.cri_socket)),
+        kubelet_extra_args: doc.node_registration.kubelet_extra_args.into_args(),
+        control_plane,
+        skip_phases,
+        ignore_preflight_errors: ignore,
+    })
+}
+
+fn args_list(args: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Array(
+        args.iter()
+            .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+            .collect(),
+    )
+}
+
+/// The resolved cluster-wide configuration as a `kubeadm.k8s.io/v1beta4` `ClusterConfiguration` document, as
+/// `upload-config` stores it in the `kubeadm-config` ConfigMap for joining nodes to read back with [`parse_init`].
+pub fn cluster_configuration_yaml(cfg: &InitConfig) -> Result<String, crate::Error> {
+    use serde_json::json;
+    let c = &cfg.cluster;
+    let component = |args: &[(String, String)]| {
+        if args.is_empty() {
+            json!({})
+        } else {
+            json!({"extraArgs": args_list(args)})
+        }
+    };
+    let mut api_server = component(&c.api_server_extra_args);
+    if !c.api_server_cert_sans.is_empty() {
+        api_server["certSANs"] = json!(c.api_server_cert_sans);
+    }
+    let etcd = match &c.etcd {
+        Etcd::Local(local) => {
+            let mut l = json!({"dataDir": local.data_dir});
+            if !local.extra_args.is_empty() {
+                l["extraArgs"] = args_list(&local.extra_args);
+            }
+            if !local.server_cert_sans.is_empty() {
+                l["serverCertSANs"] = json!(local.server_cert_sans);
+            }
+            if !local.peer_cert_sans.is_empty() {
+                l["peerCertSANs"] = json!(local.peer_cert_sans);
+            }
+            json!({"local": l})
+        }
+        Etcd::External(e) => json!({"external": {
+            "endpoints": e.endpoints, "caFile": e.ca_file, "certFile": e.cert_file, "keyFile": e.key_file
+        }}),
+    };
+    let mut networking = json!({"dnsDomain": c.dns_domain, "serviceSubnet": c.service_subnet});
+    if let Some(pods) = &c.pod_subnet {
+        networking["podSubnet"] = json!(pods);
+    }
+    let encryption = match c.encryption_algorithm {
+        pki::KeyAlgorithm::Rsa2048 => "RSA-2048",
+        pki::KeyAlgorithm::Rsa3072 => "RSA-3072",
+        pki::KeyAlgorithm::Rsa4096 => "RSA-4096",
+        pki::KeyAlgorithm::EcdsaP256 => "ECDSA-P256",
+    };
+    let mut doc = json!({
+        "apiServer": api_server,
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "caCertificateValidityPeriod": "87600h0m0s",
+        "certificateValidityPeriod": "8760h0m0s",
+        "certificatesDir": c.certificates_dir,
+        "clusterName": c.cluster_name,
+        "controllerManager": component(&c.controller_manager_extra_args),
+        "dns": {},
+        "encryptionAlgorithm": encryption,
+        "etcd": etcd,
+        "imageRepository": c.image_repository,
+        "kind": "ClusterConfiguration",
+        "kubernetesVersion": c.kubernetes_version,
+        "networking": networking,
+        "proxy": {},
+        "scheduler": component(&c.scheduler_extra_args),
+    });
+    if let Some(cpe) = &c.control_plane_endpoint {
+        doc["controlPlaneEndpoint"] = json!(cpe);
+    }
+    serde_yaml::to_string(&doc)
+        .map_err(|e| crate::Error::Usage(format!("cannot render ClusterConfiguration: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1394,5 +1707,49 @@ networking:
         assert_eq!(split_host_port("[::1]:6443").unwrap(), ("::1".into(), Some(6443)));
         assert_eq!(split_host_port("10.0.0.1").unwrap(), ("10.0.0.1".into(), None));
         assert!(split_host_port("lb:http").is_err());
+    }
+
+    #[test]
+    fn join_flags_resolve_to_token_discovery_and_refuse_unpinned_or_mixed_input() {
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let flags = JoinFlags {
+            endpoint: Some("lb:6443".into()),
+            token: Some("abcdef.0123456789abcdef".into()),
+            ca_cert_hashes: vec![hash.clone()],
+            control_plane: true,
+            ..JoinFlags::default()
+        };
+        let jc = load_join(None, &flags).unwrap();
+        assert_eq!(
+            jc.discovery,
+            Discovery::Token {
+                endpoint: "lb:6443".into(),
+                token: "abcdef.0123456789abcdef".into(),
+                ca_cert_hashes: vec![hash],
+                unsafe_skip_ca_verification: false,
+            }
+        );
+        assert_eq!(jc.tls_bootstrap_token.as_deref(), Some("abcdef.0123456789abcdef"));
+        assert_eq!(jc.control_plane.unwrap().bind_port, 6443);
+
+        let unpinned = JoinFlags {
+            ca_cert_hashes: Vec::new(),
+            ..flags.clone()
+        };
+        let err = load_join(None, &unpinned).unwrap_err().to_string();
+        assert!(err.contains("unsafeSkipCAVerification"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("join.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n",
+        )
+        .unwrap();
+        let err = load_join(Some(&path), &flags).unwrap_err().to_string();
+        assert!(
+            err.contains("can not mix '--config' with arguments [token discovery-token-ca-cert-hash]"),
+            "{err}"
+        );
     }
 }

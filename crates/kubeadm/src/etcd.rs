@@ -102,8 +102,11 @@ pub fn manifest(cfg: &InitConfig) -> Result<String, Error> {
                 "command": command,
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
-                "livenessProbe": probe("/livez", 8),
-                "readinessProbe": probe("/readyz", 3),
+                // Upstream probes /livez and /readyz, which etcd has only since 3.5.11; Debian's etcd is 3.4, so
+                // these are the /health forms kubeadm used before, answered by every etcd since 3.4.
+                "livenessProbe": probe("/health?exclude=NOSPACE&serializable=true", 8),
+                "readinessProbe": probe("/health?serializable=false", 3),
+                "startupProbe": probe("/health?exclude=NOSPACE&serializable=true", 24),
                 "name": "etcd",
                 "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}},
                 "volumeMounts": [

@@ -14,9 +14,16 @@
 
 pub mod certs;
 pub mod config;
+pub mod controlplane;
+pub mod daemon;
 pub mod etcd;
 pub mod expiration;
+pub mod init;
+pub mod join;
 pub mod kubeconfig;
+pub mod kubelet;
+pub mod online;
+pub mod preflight;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +47,19 @@ pub enum Error {
     Kubeconfig(String),
     #[error("{0}")]
     Usage(String),
+    /// A request to the cluster failed; the message is the API's own (`Status.message`), not kube's debug dump.
+    #[error("{what}: {}", api_message(error))]
+    Api { what: String, error: Box<kube::Error> },
+    #[error(transparent)]
+    Client(#[from] client::Error),
+}
+
+/// One line of kubeadm's progress output.
+pub(crate) fn say(out: &mut dyn std::io::Write, line: std::fmt::Arguments<'_>) -> Result<(), Error> {
+    writeln!(out, "{line}").map_err(|source| Error::Io {
+        path: "<stdout>".into(),
+        source,
+    })
 }
 
 /// Maps logical paths (as kubeadm prints them) to host paths below `--rootfs`.
@@ -79,5 +99,12 @@ impl Layout {
             Ok(rel) if self.rootfs != Path::new("/") => format!("/{}", rel.display()),
             _ => host.display().to_string(),
         }
+    }
+}
+
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
     }
 }
