@@ -6,8 +6,11 @@
 //!   [`EtcdCluster::start_tls`] (members on 127.0.0.11, .12, ... with client and peer TLS from the `pki` crate),
 //!   with SIGKILL / restart of a member, leader discovery, the client TLS files, and cleanup on drop.
 //!
+//! - [`cluster`]: a real `bulwark kube-apiserver` process with kubeadm's PKI and admin kubeconfig, kubectl runners.
+//!
 //! Entry points: [`eventually()`], [`EtcdCluster`].
 
+pub mod cluster;
 pub mod etcd;
 pub mod eventually;
 
