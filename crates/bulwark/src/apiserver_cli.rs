@@ -55,6 +55,9 @@ struct Args {
     kubelet_client_certificate: Option<PathBuf>,
     #[arg(long)]
     kubelet_client_key: Option<PathBuf>,
+    /// Verifies kubelets' serving certificates (pods/log); without it they are not verified, as upstream.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// Flags of upstream's kube-apiserver that bulwark accepts without acting on them.
     #[arg(skip)]
     ignored: Vec<String>,
@@ -209,6 +212,7 @@ fn config_from(a: Args) -> anyhow::Result<ServerConfig> {
     c.service_account_issuers = a.service_account_issuer;
     c.kubelet_client_certificate = a.kubelet_client_certificate;
     c.kubelet_client_key = a.kubelet_client_key;
+    c.kubelet_certificate_authority = a.kubelet_certificate_authority;
     Ok(c)
 }
 

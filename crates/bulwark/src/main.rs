@@ -4,8 +4,12 @@
 //! `bulwark install`) and otherwise on its first argument (`bulwark kubeadm init ...`, `bulwark init ...`).
 
 mod apiserver_cli;
+mod controller_manager_cli;
 mod kubeadm_cli;
 mod kubelet_cli;
+mod lb_cli;
+mod scheduler_cli;
+mod supervise;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -47,6 +51,8 @@ fn main() -> ExitCode {
         "kubeadm" => kubeadm_cli::main(args),
         "kube-apiserver" => apiserver_cli::main(args),
         "kubelet" => kubelet_cli::main(args),
+        "kube-controller-manager" => controller_manager_cli::main(args),
+        "kube-scheduler" => scheduler_cli::main(args),
         other => not_built(other),
     }
 }
@@ -82,7 +88,7 @@ enum BulwarkCommand {
         force: bool,
     },
     /// TCP load balancer for the API servers.
-    Lb,
+    Lb(lb_cli::LbArgs),
     /// Bring up a local HA lab on this machine.
     Up,
     /// Tear down the local HA lab.
@@ -90,6 +96,14 @@ enum BulwarkCommand {
     /// The per-container shim the kubelet starts (internal).
     #[command(hide = true)]
     ContainerShim { dir: PathBuf },
+    /// Keeps a daemon running where there is no systemd (internal; kubeadm starts the kubelet with it).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        pid_file: PathBuf,
+        #[arg(last = true, required = true)]
+        argv: Vec<OsString>,
+    },
 }
 
 /// `bulwark <command>`: bulwark's own commands, or kubeadm's (`bulwark init ...` is `kubeadm init ...`).
@@ -117,10 +131,11 @@ fn bulwark_command(args: Vec<OsString>) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        BulwarkCommand::Lb => not_built("bulwark lb"),
+        BulwarkCommand::Lb(args) => lb_cli::main(args),
         BulwarkCommand::Up => not_built("bulwark up"),
         BulwarkCommand::Down => not_built("bulwark down"),
         BulwarkCommand::ContainerShim { dir } => kubelet_cli::shim(dir),
+        BulwarkCommand::Supervise { pid_file, argv } => supervise::main(&pid_file, &argv),
     }
 }
 

@@ -1,0 +1,106 @@
+//! `bulwark supervise` (internal): keeps one daemon running where there is no systemd, as `Restart=always` would.
+//! kubeadm's `kubelet-start` starts the kubelet under it; `kubeadm reset` stops it through its pid file. Also the
+//! container clean-up `reset` does after the kubelet is gone.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use kubelet::runtime::{ContainerState, ProcessRuntime, Runtime};
+
+/// Runs `argv` until SIGTERM/SIGINT, restarting it when it exits (back-off 1 s doubling to 10 s, reset after a
+/// minute of good running). The pid file holds the supervisor's pid and is removed on the way out.
+pub fn main(pid_file: &Path, argv: &[OsString]) -> ExitCode {
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("bulwark supervise: nothing to run");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = pki::write_public(pid_file, format!("{}\n", std::process::id()).as_bytes()) {
+        eprintln!("bulwark supervise: {e}");
+        return ExitCode::from(1);
+    }
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(supervise(program, args)));
+    let _ = std::fs::remove_file(pid_file);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulwark supervise: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn supervise(program: &OsString, args: &[OsString]) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let exe = std::env::current_exe()?;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        // A personality name runs this same binary, so PATH need not hold the symlinks.
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg(program).args(args);
+        let mut child = cmd.spawn()?;
+        let started = Instant::now();
+        tracing::info!(pid = child.id(), "started {}", program.to_string_lossy());
+        let stop = tokio::select! {
+            status = child.wait() => {
+                eprintln!("bulwark supervise: {} exited ({}); restarting in {backoff:?}", program.to_string_lossy(), status?);
+                false
+            }
+            _ = term.recv() => true,
+            _ = int.recv() => true,
+        };
+        if stop {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Stops every container the process runtime under `runtime_dir` knows (SIGTERM, SIGKILL after 10 s) and removes its
+/// state; returns how many there were.
+pub fn stop_all_containers(runtime_dir: &Path) -> usize {
+    let runtime = ProcessRuntime::new(runtime_dir, "bulwark");
+    let attempts = runtime.list();
+    for attempt in &attempts {
+        runtime.stop(attempt, false);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let running = |a| matches!(runtime.state(a), ContainerState::Running { .. });
+    while attempts.iter().any(running) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for attempt in &attempts {
+        if running(attempt) {
+            runtime.stop(attempt, true);
+        }
+        runtime.remove(attempt);
+    }
+    attempts.len()
+}

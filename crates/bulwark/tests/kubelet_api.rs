@@ -1,0 +1,540 @@
+//! The kubelet with an API server: a real `bulwark kube-apiserver` (testkit) and a `bulwark kubelet` process on a
+//! temporary root, authenticated as `system:node:<name>` in `system:nodes`. Registration and Ready in both kubectls,
+//! the node Lease, a bound pod run as a real process with a readiness probe, logs through the kubelet's own URL and
+//! through `kubectl logs`, graceful deletion, mirror pods, crash loops, and a kubelet restart adopting what runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+mod common;
+
+use common::{Containers, Proc, eventually, text};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+use testkit::cluster::{ApiServer, Kubectl, Pki, free_port};
+
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+/// An API server that can reach kubelets (`--kubelet-client-certificate`), as kubeadm configures it.
+struct Cluster {
+    server: ApiServer,
+    pki: Pki,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let port = free_port().unwrap();
+        let pki = Pki::new(port).unwrap();
+        let dir = pki.pki_dir();
+        let server = ApiServer::start(
+            &pki,
+            port,
+            &[
+                format!("--storage-dir={}", pki.dir.path().join("store").display()),
+                format!(
+                    "--kubelet-client-certificate={}",
+                    dir.join("apiserver-kubelet-client.crt").display()
+                ),
+                format!(
+                    "--kubelet-client-key={}",
+                    dir.join("apiserver-kubelet-client.key").display()
+                ),
+            ],
+        )
+        .unwrap();
+        Cluster { server, pki }
+    }
+
+    fn kubectl(&self) -> Kubectl {
+        Kubectl {
+            bin: testkit::cluster::kubectl_newest().expect("a newest kubectl"),
+            kubeconfig: self.pki.kubeconfig(),
+        }
+    }
+
+    fn kubectl_1_20(&self) -> Kubectl {
+        Kubectl {
+            bin: testkit::cluster::kubectl_1_20().expect("kubectl 1.20"),
+            kubeconfig: self.pki.kubeconfig(),
+        }
+    }
+
+    fn ca(&self) -> pki::CertificateAuthority {
+        let dir = self.pki.pki_dir();
+        pki::CertificateAuthority::from_parts(
+            pki::read_cert(&dir.join("ca.crt")).unwrap(),
+            pki::read_key(&dir.join("ca.key")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A client certificate signed by the cluster CA, written as `<dir>/<base>.crt/.key`.
+    fn client_pair(
+        &self,
+        dir: &Path,
+        base: &str,
+        user: &str,
+        group: &str,
+    ) -> (pki::Certificate, pki::KeyPair) {
+        let ca = self.ca();
+        let key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let spec = pki::CertSpec {
+            common_name: user.into(),
+            organizations: vec![group.into()],
+            usages: vec![pki::Usage::ClientAuth],
+            validity: pki::LEAF_VALIDITY,
+            ..Default::default()
+        };
+        let cert = ca.issue(&spec, &key, SystemTime::now()).unwrap();
+        pki::write_cert_and_key(dir, base, &cert, &key).unwrap();
+        (cert, key)
+    }
+}
+
+/// A node: a root directory, a kubelet kubeconfig for `system:node:<name>`, and the kubelet process.
+struct Node {
+    kubelet: Option<Proc>,
+    // Dropped after the kubelet: the containers go before their root directory.
+    _containers: Containers,
+    root: tempfile::TempDir,
+    name: String,
+    port: u16,
+}
+
+impl Node {
+    fn new(cluster: &Cluster) -> Node {
+        let root = tempfile::tempdir().unwrap();
+        let name = format!(
+            "node-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let etc = root.path().join("etc/kubernetes");
+        std::fs::create_dir_all(etc.join("manifests")).unwrap();
+        std::fs::create_dir_all(root.path().join("var/lib/kubelet")).unwrap();
+        let (cert, key) = cluster.client_pair(
+            root.path(),
+            "node-client",
+            &format!("system:node:{name}"),
+            "system:nodes",
+        );
+        pki::Kubeconfig::for_client_cert(
+            "kubernetes",
+            &format!("https://127.0.0.1:{}", cluster.server.port),
+            cluster.ca().certificate(),
+            &format!("system:node:{name}"),
+            &cert,
+            &key,
+        )
+        .unwrap()
+        .write(&etc.join("kubelet.conf"))
+        .unwrap();
+        // Short lease and status periods keep the test quick; the CA is where kubeadm's configuration names it.
+        std::fs::create_dir_all(etc.join("pki")).unwrap();
+        std::fs::copy(cluster.pki.pki_dir().join("ca.crt"), etc.join("pki/ca.crt")).unwrap();
+        std::fs::write(
+            root.path().join("var/lib/kubelet/config.yaml"),
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             authentication: {anonymous: {enabled: false}, x509: {clientCAFile: /etc/kubernetes/pki/ca.crt}}\n\
+             authorization: {mode: Webhook}\ncgroupDriver: systemd\nstaticPodPath: /etc/kubernetes/manifests\n\
+             nodeStatusUpdateFrequency: 1s\nnodeLeaseDurationSeconds: 4\n",
+        )
+        .unwrap();
+        let mut node = Node {
+            kubelet: None,
+            _containers: Containers(root.path().to_path_buf()),
+            root,
+            name,
+            port: free_port().unwrap(),
+        };
+        node.start_kubelet();
+        node
+    }
+
+    fn start_kubelet(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("kubelet.log"))
+            .unwrap();
+        let child = Command::new(common::bulwark())
+            .args([
+                "kubelet",
+                "--kubeconfig=/etc/kubernetes/kubelet.conf",
+                "--config=/var/lib/kubelet/config.yaml",
+                "--node-ip=127.0.0.1",
+                "--address=127.0.0.1",
+                "--healthz-port=0",
+                "--node-labels=bulwark.test/role=worker",
+                "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+            ])
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--hostname-override={}", self.name))
+            .arg("--rootfs")
+            .arg(self.root.path())
+            .env("BULWARK_LOG", "info,kube_client=warn,kube_runtime=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.kubelet = Some(Proc(child));
+    }
+
+    fn stop_kubelet(&mut self) {
+        // Proc's drop kills the kubelet by its PID and waits for it.
+        self.kubelet = None;
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("kubelet.log")).unwrap_or_default()
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.root.path().join("etc/kubernetes/manifests")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail: Vec<String> = lines[lines.len().saturating_sub(25)..]
+                .iter()
+                .map(|l| l.chars().take(400).collect())
+                .collect();
+            eprintln!("kubelet log (tail):\n{}", tail.join("\n"));
+        }
+    }
+}
+
+/// PIDs of live processes whose command line contains `marker`.
+fn pids(marker: &str) -> Vec<i32> {
+    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn json(kubectl: &Kubectl, args: &[&str]) -> Option<serde_json::Value> {
+    let out = kubectl.run(args).ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn container_status(pod: &serde_json::Value) -> serde_json::Value {
+    pod["status"]["containerStatuses"][0].clone()
+}
+
+#[test]
+fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_graceful_deletion() {
+    let cluster = Cluster::start();
+    let node = Node::new(&cluster);
+    let kubectl = cluster.kubectl();
+    // No controller-manager here to make the namespace's service account, which admission wants.
+    kubectl.ok(&["create", "serviceaccount", "default"]).unwrap();
+
+    // Registered and Ready, for both kubectls.
+    for k in [cluster.kubectl_1_20(), cluster.kubectl()] {
+        eventually(Duration::from_secs(30), "the node to be Ready", || {
+            let out = k.run(&["get", "nodes", &node.name, "--no-headers"]).ok()?;
+            let line = text(&out.stdout);
+            (line.contains(" Ready ") && line.contains("v1.33.0")).then_some(())
+        });
+    }
+    let node_obj = json(&kubectl, &["get", "node", &node.name, "-o", "json"]).unwrap();
+    assert_eq!(
+        node_obj["metadata"]["labels"]["kubernetes.io/hostname"],
+        node.name.as_str()
+    );
+    assert_eq!(node_obj["metadata"]["labels"]["bulwark.test/role"], "worker");
+    let ready = node_obj["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "KubeletReady");
+    assert_eq!(ready["message"], "kubelet is posting ready status");
+    assert_eq!(node_obj["status"]["capacity"]["pods"], "110");
+    assert!(
+        node_obj["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == "127.0.0.1")
+    );
+
+    // The Lease exists, is owned by the Node and renews (every second with a 4 s lease).
+    let lease = |k: &Kubectl| {
+        json(
+            k,
+            &["get", "lease", "-n", "kube-node-lease", &node.name, "-o", "json"],
+        )
+    };
+    let first = eventually(Duration::from_secs(20), "the node lease", || lease(&kubectl));
+    assert_eq!(first["spec"]["holderIdentity"], node.name.as_str());
+    assert_eq!(first["metadata"]["ownerReferences"][0]["kind"], "Node");
+    eventually(Duration::from_secs(20), "the lease to renew", || {
+        let now = lease(&kubectl)?;
+        (now["spec"]["renewTime"] != first["spec"]["renewTime"]).then_some(())
+    });
+
+    // A pod bound to the node runs a real server; the readiness probe makes it ready.
+    let port = free_port().unwrap();
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "hello").unwrap();
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "nodeName": node.name,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "web", "image": "python:3",
+                "command": ["python3", "-u", "-m", "http.server", port.to_string(), "--bind", "127.0.0.1",
+                            "--directory", web.path().display().to_string()],
+                "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1},
+                "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1, "initialDelaySeconds": 2},
+            }]
+        }
+    });
+    kubectl
+        .ok_stdin(&["apply", "-f", "-"], &manifest.to_string())
+        .unwrap();
+    let pod = eventually(Duration::from_secs(30), "the pod to be Running and ready", || {
+        let pod = json(&kubectl, &["get", "pod", "web", "-o", "json"])?;
+        let ready = container_status(&pod)["ready"] == true && pod["status"]["phase"] == "Running";
+        ready.then_some(pod)
+    });
+    assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
+    assert_eq!(pod["status"]["podIP"], "127.0.0.1");
+    assert!(pod["status"]["startTime"].is_string());
+    let conditions = pod["status"]["conditions"].as_array().unwrap();
+    for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert!(
+            conditions
+                .iter()
+                .any(|c| c["type"] == kind && c["status"] == "True"),
+            "{kind} in {conditions:?}"
+        );
+    }
+    assert!(container_status(&pod)["state"]["running"]["startedAt"].is_string());
+    let marker = format!("http.server {port}");
+    assert_eq!(pids(&marker).len(), 1, "one server process");
+    assert!(
+        kubectl.ok(&["get", "pod", "web"]).unwrap().contains("1/1"),
+        "kubectl shows the pod ready"
+    );
+
+    // The server's request log reaches the container log, read through the kubelet's own HTTPS URL with a client
+    // certificate signed by the cluster CA...
+    let certs = tempfile::tempdir().unwrap();
+    cluster.client_pair(
+        certs.path(),
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        "kubeadm:cluster-admins",
+    );
+    let kubelet_url = format!(
+        "https://127.0.0.1:{}/containerLogs/default/web/web?tailLines=5",
+        node.port
+    );
+    let curl = |with_cert: bool| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-k", "--max-time", "10", "-w", "\n%{http_code}"]);
+        if with_cert {
+            cmd.arg("--cert")
+                .arg(certs.path().join("apiserver-kubelet-client.crt"))
+                .arg("--key")
+                .arg(certs.path().join("apiserver-kubelet-client.key"));
+        }
+        text(&cmd.arg(&kubelet_url).output().unwrap().stdout)
+    };
+    let logs = eventually(Duration::from_secs(20), "the probe's requests in the log", || {
+        let out = curl(true);
+        let lines = out.rsplit_once('\n')?.0.lines().count();
+        (out.ends_with("200") && out.contains("GET / HTTP/1.1") && lines == 5).then_some(out)
+    });
+    let body = logs.rsplit_once('\n').unwrap().0;
+    assert_eq!(body.lines().count(), 5, "tailLines=5 keeps five lines: {body}");
+    assert!(curl(false).ends_with("401"), "no client certificate, no logs");
+    // ... and through the API server's pods/log proxy, as kubectl reads it.
+    let via_api = eventually(Duration::from_secs(20), "kubectl logs", || {
+        let out = kubectl.run(&["logs", "web", "--tail=2"]).ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    });
+    assert!(via_api.contains("GET / HTTP/1.1"), "{via_api}");
+
+    // Deleting the pod stops its process, and the kubelet finishes the deletion.
+    let pid = pids(&marker)[0];
+    kubectl.ok(&["delete", "pod", "web", "--wait=false"]).unwrap();
+    eventually(Duration::from_secs(30), "the pod to be gone", || {
+        let out = kubectl.run(&["get", "pod", "web"]).ok()?;
+        (!out.status.success() && text(&out.stderr).contains("NotFound")).then_some(())
+    });
+    assert!(pids(&marker).is_empty(), "process {pid} stopped");
+    assert!(node.log().contains("pod terminated; deleted"), "{}", node.log());
+}
+
+#[test]
+fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_its_containers() {
+    let cluster = Cluster::start();
+    let mut node = Node::new(&cluster);
+    let kubectl = cluster.kubectl();
+    kubectl.ok(&["create", "serviceaccount", "default"]).unwrap();
+    let marker = format!(
+        "4{}{:03}.5",
+        std::process::id() % 10000,
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    std::fs::write(
+        node.manifests().join("sleeper.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: sleeper, namespace: kube-system}}\nspec:\n  \
+             terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: busybox\n    command: [sleep, '{marker}']\n"
+        ),
+    )
+    .unwrap();
+    let mirror_name = format!("sleeper-{}", node.name);
+
+    // The mirror pod: annotated, owned by the Node, Running.
+    let mirror = eventually(Duration::from_secs(30), "the mirror pod to run", || {
+        let pod = json(
+            &kubectl,
+            &["get", "pod", "-n", "kube-system", &mirror_name, "-o", "json"],
+        )?;
+        (pod["status"]["phase"] == "Running").then_some(pod)
+    });
+    let annotations = &mirror["metadata"]["annotations"];
+    assert_eq!(annotations["kubernetes.io/config.source"], "file");
+    assert_eq!(
+        annotations["kubernetes.io/config.mirror"],
+        annotations["kubernetes.io/config.hash"]
+    );
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(
+        mirror["metadata"]["ownerReferences"][0]["name"],
+        node.name.as_str()
+    );
+    assert_eq!(pids(&marker).len(), 1);
+
+    // Deleting the mirror pod brings a new one; the static pod itself keeps running.
+    let uid = mirror["metadata"]["uid"].as_str().unwrap().to_string();
+    kubectl
+        .ok(&["delete", "pod", "-n", "kube-system", &mirror_name, "--wait=false"])
+        .unwrap();
+    eventually(Duration::from_secs(30), "a new mirror pod", || {
+        let pod = json(
+            &kubectl,
+            &["get", "pod", "-n", "kube-system", &mirror_name, "-o", "json"],
+        )?;
+        (pod["metadata"]["uid"] != uid.as_str() && pod["metadata"]["deletionTimestamp"].is_null())
+            .then_some(())
+    });
+    assert_eq!(pids(&marker).len(), 1, "the static pod was not restarted");
+
+    // A crashing container: restart count climbs, the waiting reason is CrashLoopBackOff with the last exit.
+    let crash = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "crash", "namespace": "default"},
+        "spec": {"nodeName": node.name, "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo bye; exit 3"]}]}
+    });
+    kubectl
+        .ok_stdin(&["apply", "-f", "-"], &crash.to_string())
+        .unwrap();
+    let status = eventually(Duration::from_secs(30), "CrashLoopBackOff", || {
+        let pod = json(&kubectl, &["get", "pod", "crash", "-o", "json"])?;
+        let c = container_status(&pod);
+        (c["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(c)
+    });
+    assert!(status["restartCount"].as_i64().unwrap() >= 1, "{status}");
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 3);
+    assert_eq!(status["lastState"]["terminated"]["reason"], "Error");
+    assert!(
+        kubectl
+            .ok(&["get", "pod", "crash"])
+            .unwrap()
+            .contains("CrashLoopBackOff")
+    );
+
+    // A container without a command waits with a clear reason.
+    let nocmd = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "nocmd", "namespace": "default"},
+        "spec": {"nodeName": node.name, "containers": [{"name": "c", "image": "nginx"}]}
+    });
+    kubectl
+        .ok_stdin(&["apply", "-f", "-"], &nocmd.to_string())
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "a waiting reason for a container without a command",
+        || {
+            let pod = json(&kubectl, &["get", "pod", "nocmd", "-o", "json"])?;
+            let w = container_status(&pod)["state"]["waiting"].clone();
+            (w["reason"] == "CreateContainerConfigError" && w["message"].as_str()?.contains("has no command"))
+                .then_some(())
+        },
+    );
+
+    // A bound pod with a long-running process, then a kubelet restart: each process stays, once.
+    let bound_marker = format!(
+        "5{}{:03}.5",
+        std::process::id() % 10000,
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let bound = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bound", "namespace": "default"},
+        "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 2,
+                 "containers": [{"name": "c", "image": "busybox", "command": ["sleep", bound_marker]}]}
+    });
+    kubectl
+        .ok_stdin(&["apply", "-f", "-"], &bound.to_string())
+        .unwrap();
+    let bound_pid = eventually(Duration::from_secs(20), "the bound pod's process", || {
+        let p = pids(&bound_marker);
+        (p.len() == 1).then(|| p[0])
+    });
+    let static_pid = pids(&marker)[0];
+    node.stop_kubelet();
+    node.start_kubelet();
+    eventually(
+        Duration::from_secs(20),
+        "the restarted kubelet to post status",
+        || {
+            let pod = json(&kubectl, &["get", "pod", "bound", "-o", "json"])?;
+            (pod["status"]["phase"] == "Running").then_some(())
+        },
+    );
+    // Give the new kubelet several passes to do something wrong, then check nothing was duplicated or stopped.
+    eventually(Duration::from_secs(20), "the new kubelet's node status", || {
+        node.log().matches("node registered").nth(1).map(|_| ())
+    });
+    assert_eq!(
+        pids(&bound_marker),
+        vec![bound_pid],
+        "the bound pod's process was adopted"
+    );
+    assert_eq!(
+        pids(&marker),
+        vec![static_pid],
+        "the static pod's process was adopted"
+    );
+
+    // A pod removed from the API for good (force delete) is stopped.
+    kubectl
+        .ok(&["delete", "pod", "bound", "--grace-period=0", "--force"])
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the force-deleted pod's process to stop",
+        || pids(&bound_marker).is_empty().then_some(()),
+    );
+}
