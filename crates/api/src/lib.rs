@@ -13,8 +13,11 @@
 //!   with the per-type list semantics table in [`patch::schema`].
 //! - [`table`]: server-side `Table` output per kind ([`table::to_table`]), CRD printer columns,
 //!   upstream's `HumanDuration` for AGE.
+//! - [`crd`]: what a CustomResourceDefinition serves, its own validation and status, and the structural-schema
+//!   rules (pruning, defaults, validation) of custom objects.
 //! - [`validation`]: name/label/annotation rules per kind, `generateName` suffixes.
 
+pub mod crd;
 pub mod fields;
 pub mod labels;
 pub mod patch;

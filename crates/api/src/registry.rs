@@ -175,6 +175,9 @@ pub struct ResourceInfo {
     pub subresources: Vec<Subresource>,
     /// Key prefix in the store, ending in `/`; `None` for virtual resources (reviews) that are never stored.
     pub storage_prefix: Option<String>,
+    /// What a CustomResourceDefinition says about its objects; `None` for built-in kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<Box<crate::crd::CustomResource>>,
 }
 
 impl ResourceInfo {
@@ -252,6 +255,7 @@ impl ResourceInfo {
             categories: vec![],
             subresources: vec![],
             storage_prefix: Some(format!("/registry/{group}/{plural}/")),
+            custom: None,
         }
     }
 }
@@ -783,6 +787,7 @@ fn builtin_resources() -> Vec<ResourceInfo> {
                     })
                     .collect(),
                 storage_prefix: b.storage.map(str::to_string),
+                custom: None,
             }
         })
         .collect()

@@ -4,7 +4,8 @@
 //! default) or not at all (Ignore).
 //!
 //! The schemas are the OpenAPI definitions of the built-in kinds ([`crate::openapi::definitions`]); objects of
-//! kinds without one (custom resources) and free-form parts (`RawExtension`, maps) are left alone.
+//! custom kinds are checked against their CRD's structural schema; free-form parts (`RawExtension`, maps) are
+//! left alone.
 //! Duplicate JSON fields are not detected.
 
 use std::sync::OnceLock;
@@ -95,6 +96,12 @@ fn walk(defs: &Definitions, schema: &Value, value: &mut Value, path: &str, unkno
 
 /// Drops the fields `info`'s kind does not declare from `obj` and returns their paths, in the body's order.
 pub fn prune(registry: &api::Registry, info: &ResourceInfo, obj: &mut Value) -> Vec<String> {
+    if let Some(custom) = &info.custom {
+        return match &custom.schema {
+            Some(schema) => api::crd::schema::prune(schema, obj),
+            None => Vec::new(),
+        };
+    }
     let defs = builtin_definitions(registry);
     let gvk = info.gvk();
     if definitions::builtin_type(&gvk).is_none() {

@@ -21,6 +21,8 @@
 //!   signer, and `StoreReader` (the [`auth::ObjectReader`] over the store); [`auth`]: authenticators, RBAC and
 //!   node authorizers, bootstrap policy; [`admission`]: the admission chain run on every write by [`rest`];
 //!   [`openapi`]: `/openapi/v2` and `/openapi/v3` documents (routed by `openapi_routes`).
+//! - [`crd`]: the registry following the CustomResourceDefinitions in the store, CRD validation and status,
+//!   deletion of a CRD's objects with it.
 //! - [`field_validation`]: unknown fields dropped, and refused or warned about per `fieldValidation`.
 //! - Not yet: protobuf responses (clients that list protobuf also accept JSON and get it), duplicate-field
 //!   detection in `fieldValidation`.
@@ -35,6 +37,7 @@
 pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod field_validation;

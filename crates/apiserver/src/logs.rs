@@ -157,7 +157,7 @@ pub async fn pod_log(state: &AppState, t: &Target, q: &Query) -> Result<Response
         return Ok(text_plain(Body::empty()));
     };
     let node_info = state
-        .registry
+        .registry()
         .by_gvr(&api::GroupVersionResource::new("", "v1", "nodes"))
         .cloned()
         .ok_or_else(|| ApiError::internal("nodes are not registered"))?;

@@ -29,7 +29,8 @@ fn not_found() -> ApiError {
 }
 
 pub fn serve(state: &AppState, rest: &[&str], headers: &HeaderMap) -> Result<Response, ApiError> {
-    let reg = &state.registry;
+    let registry = state.registry();
+    let reg = &*registry;
     match rest {
         ["v2"] => {
             let accept = headers

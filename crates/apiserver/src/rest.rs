@@ -352,6 +352,7 @@ pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
         obj["metadata"]["generation"] = json!(1);
     }
     admit(state, t, crate::admission::Operation::Create, None, &mut obj).await?;
+    crate::crd::on_crd_write(info, &mut obj, None, &now)?;
     strategy::validate(info, &obj, None)?;
     let name = meta_str(&obj, "name").to_string();
     let t = Target {
@@ -664,7 +665,10 @@ pub fn table(
             .ok_or_else(|| ApiError::bad_request(format!("invalid includeObject: {s}")))?,
         None => api::IncludeObject::default(),
     };
-    let mut t = api::to_table(&info.group, &info.kind, items, state.now(), include);
+    let mut t = match &info.custom {
+        Some(c) => api::table::custom_table(&c.printer_columns, items, state.now(), include),
+        None => api::to_table(&info.group, &info.kind, items, state.now(), include),
+    };
     if let Value::Object(m) = meta {
         t.metadata = m;
     }
@@ -845,6 +849,9 @@ async fn write_update(
     }
     prepare_update(state, &t.info, old, &mut new, t.subresource.as_deref());
     admit(state, t, crate::admission::Operation::Update, Some(old), &mut new).await?;
+    if t.subresource.is_none() {
+        crate::crd::on_crd_write(&t.info, &mut new, Some(old), &state.now_string())?;
+    }
     strategy::validate(&t.info, &new, Some(old))?;
     Ok((pinned.is_some(), commit_update(state, t, old_kv, new, dry).await))
 }
@@ -1092,6 +1099,7 @@ pub async fn delete(
         if opts.dry {
             return Ok(Reply::ok(obj));
         }
+        crate::crd::delete_objects(state.store.as_ref(), &t.info, &obj).await?;
         match state.store.delete(&key, Some(kv.mod_revision)).await {
             Ok(d) => {
                 release_resources(state, t, &obj).await;

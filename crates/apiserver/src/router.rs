@@ -174,7 +174,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             .map(|s| s.to_string())
             .chain(
                 state
-                    .registry
+                    .registry()
                     .group_versions()
                     .into_iter()
                     .filter(|(g, _)| !g.is_empty())
@@ -196,7 +196,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         ["api"] => {
             if let Some(v) = negotiate::aggregated_discovery(&headers) {
                 return Ok(aggregated_response(
-                    &discovery::aggregated(&state.registry, true, v),
+                    &discovery::aggregated(&state.registry(), true, v),
                     v,
                 ));
             }
@@ -205,18 +205,18 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         ["apis"] => {
             if let Some(v) = negotiate::aggregated_discovery(&headers) {
                 return Ok(aggregated_response(
-                    &discovery::aggregated(&state.registry, false, v),
+                    &discovery::aggregated(&state.registry(), false, v),
                     v,
                 ));
             }
-            return Ok(json_response(200, &discovery::group_list(&state.registry)));
+            return Ok(json_response(200, &discovery::group_list(&state.registry())));
         }
         ["api", "v1"] => {
             state
                 .security
                 .authorize(&non_resource(&user, "get", &path))
                 .await?;
-            return discovery::resource_list(&state.registry, "", "v1")
+            return discovery::resource_list(&state.registry(), "", "v1")
                 .map(|d| json_response(200, &d))
                 .ok_or_else(not_found_path);
         }
@@ -225,7 +225,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                 .security
                 .authorize(&non_resource(&user, "get", &path))
                 .await?;
-            return discovery::group(&state.registry, g)
+            return discovery::group(&state.registry(), g)
                 .map(|d| json_response(200, &d))
                 .ok_or_else(not_found_path);
         }
@@ -234,7 +234,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                 .security
                 .authorize(&non_resource(&user, "get", &path))
                 .await?;
-            return discovery::resource_list(&state.registry, g, v)
+            return discovery::resource_list(&state.registry(), g, v)
                 .map(|d| json_response(200, &d))
                 .ok_or_else(not_found_path);
         }
@@ -252,10 +252,22 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     };
     let find = |plural: &str| {
         state
-            .registry
+            .registry()
             .by_gvr(&api::GroupVersionResource::new(group, version, plural))
             .cloned()
     };
+    // A CRD created through another API server moments ago may not have reached this one's registry yet.
+    let named = match rest {
+        ["namespaces", _, plural, ..] => Some(*plural),
+        [plural, ..] => Some(*plural),
+        [] => None,
+    };
+    if !group.is_empty()
+        && named.is_some_and(|p| find(p).is_none())
+        && let Err(e) = crate::crd::refresh(state.store.as_ref(), &state.registries).await
+    {
+        tracing::debug!(error = %e, "refreshing CRDs failed");
+    }
     let (namespace, plural, name, sub) = match rest {
         ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => (
             Some(ns.to_string()),
@@ -363,7 +375,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             _ => false,
         };
         if prunable {
-            let unknown = crate::field_validation::prune(&state.registry, &info, body);
+            let unknown = crate::field_validation::prune(&state.registry(), &info, body);
             warnings = crate::field_validation::enforce(validation, unknown)?;
         }
     }
@@ -463,8 +475,22 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             &query,
             beta,
         )?,
-        _ => reply.body,
+        _ => {
+            let mut body = reply.body;
+            crate::crd::served_as(&info, &mut body);
+            body
+        }
     };
+    // This server serves a CRD it just wrote at once; others catch up through their watch.
+    if info.group == "apiextensions.k8s.io"
+        && matches!(
+            verb,
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+        && let Err(e) = crate::crd::refresh(state.store.as_ref(), &state.registries).await
+    {
+        tracing::warn!(error = %e, "refreshing CRDs after a write failed");
+    }
     let mut resp = json_response(reply.code, &body);
     for w in warnings {
         // RFC 7234 warn-text is a quoted string: quotes and backslashes escaped.

@@ -68,15 +68,15 @@ pub async fn serve(
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service_ips = ServiceIpRange::parse(&config.service_cluster_ip_range).map_err(ServeError::Config)?;
-    let registry = Arc::new(api::Registry::builtin());
+    let registries = Arc::new(crate::crd::Registries::default());
     let reader = Arc::new(StoreReader {
         store: store.clone(),
-        registry: registry.clone(),
+        registry: registries.current(),
     });
     let security = Security::from_config(&config, reader)?;
     let state = AppState {
         store,
-        registry,
+        registries,
         security: Arc::new(security),
         admission: Arc::new(crate::admission::default_chain(admission_rng())),
         config: Arc::new(config),
@@ -86,6 +86,11 @@ pub async fn serve(
         bootstrapped: Arc::default(),
     };
     tokio::spawn(bootstrap(state.clone()));
+    tokio::spawn(crate::crd::follow(
+        state.store.clone(),
+        state.registries.clone(),
+        shutdown.clone(),
+    ));
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tracing::info!(addr = ?listener.local_addr().ok(), "serving securely");
@@ -231,11 +236,12 @@ async fn bootstrap_once(state: &AppState) -> Result<(), store::Error> {
     });
     create_if_absent(state, "/registry/services/endpoints/default/kubernetes", ep).await?;
     // Upstream's default RBAC policy (cluster-admin, system:masters, system:node, ...), created when absent.
+    let registry = state.registry();
     for obj in crate::auth::bootstrap_policy() {
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let gvk = api::GroupVersionKind::from_api_version(av, kind);
-        let Some(info) = state.registry.by_gvk(&gvk) else {
+        let Some(info) = registry.by_gvk(&gvk) else {
             tracing::warn!(%kind, "bootstrap policy object of an unknown kind");
             continue;
         };

@@ -16,7 +16,8 @@ use crate::security::Security;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub registry: Arc<api::Registry>,
+    /// The served kinds: built-in plus CRDs; see [`crate::crd`].
+    pub registries: Arc<crate::crd::Registries>,
     pub config: Arc<ServerConfig>,
     pub service_ips: Arc<ServiceIpRange>,
     pub security: Arc<Security>,
@@ -29,6 +30,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The registry in force for this request.
+    pub fn registry(&self) -> Arc<api::Registry> {
+        self.registries.current()
+    }
+
     pub fn now(&self) -> Timestamp {
         let secs = self
             .clock

@@ -28,6 +28,13 @@ fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
 
 /// Defaults applied on create and update, as upstream's `SetDefaults_*` do for what clients read back.
 pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
+    // A custom object keeps only what its CRD's schema declares, then gets the schema's defaults, as upstream
+    // prunes and defaults every custom object it stores.
+    if let Some(schema) = info.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+        api::crd::schema::prune(schema, obj);
+        api::crd::schema::apply_defaults(schema, obj);
+        return;
+    }
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
@@ -220,7 +227,7 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
 
 /// Whether this kind carries `metadata.generation`: kinds with a spec a controller works towards.
 pub fn tracks_generation(info: &ResourceInfo) -> bool {
-    has_status_subresource(info) && info.kind != "Namespace"
+    info.custom.is_some() || (has_status_subresource(info) && info.kind != "Namespace")
 }
 
 /// Validation on create (`old` is `None`) and update: metadata rules plus per-kind required fields.
@@ -236,6 +243,11 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result
         ("", "Pod") => validate_pod_spec(obj.get("spec"), &FieldPath::new("spec"), &mut errs),
         ("apps", "Deployment") | ("apps", "ReplicaSet") | ("apps", "DaemonSet") => {
             validate_workload(obj, old, &mut errs)
+        }
+        _ if info.custom.is_some() => {
+            if let Some(schema) = info.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+                api::crd::schema::validate(schema, obj, &FieldPath::default(), &mut errs);
+            }
         }
         ("", "Service") => validate_service(obj, &mut errs),
         ("", "ConfigMap") | ("", "Secret") => {

@@ -145,7 +145,11 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
                 )
                 .unwrap_or_else(|_| obj.clone())
             }
-            Output::Json => obj.clone(),
+            Output::Json => {
+                let mut obj = obj.clone();
+                crate::crd::served_as(&info, &mut obj);
+                obj
+            }
         }
     };
     tokio::spawn(async move {

@@ -325,8 +325,8 @@ impl Kubectl {
         Ok(text(&out.stdout))
     }
 
-    /// Runs with stdin.
-    pub fn ok_stdin(&self, args: &[&str], input: &str) -> Result<String> {
+    /// Runs with stdin, whatever the outcome.
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Result<Output> {
         use std::io::Write;
         let mut child = self
             .cmd(args)
@@ -335,7 +335,12 @@ impl Kubectl {
             .stderr(Stdio::piped())
             .spawn()?;
         child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
-        let out = child.wait_with_output()?;
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Runs with stdin and requires success; returns stdout.
+    pub fn ok_stdin(&self, args: &[&str], input: &str) -> Result<String> {
+        let out = self.run_stdin(args, input)?;
         if !out.status.success() {
             bail!("kubectl {args:?} failed: {}", text(&out.stderr));
         }

@@ -40,6 +40,15 @@ pub const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString
 pub const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 pub const GVK_EXTENSION: &str = "x-kubernetes-group-version-kind";
 
+/// Union types of the CRD schema (`default`, `enum`, `items`, `additionalProperties`, ...) that upstream publishes
+/// without a type, so that any JSON validates; k8s-openapi's schemas would make clients insist on an object.
+pub const UNTYPED: &[&str] = &[
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrArray",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrBool",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray",
+];
+
 /// A built-in kind whose schema k8s-openapi provides.
 pub struct BuiltinType {
     pub group: &'static str,
@@ -162,6 +171,15 @@ pub struct NoCustomSchemas;
 impl SchemaSource for NoCustomSchemas {
     fn schema(&self, _info: &ResourceInfo) -> Option<Value> {
         None
+    }
+}
+
+/// Custom kinds' schemas as their CRDs declare them (the `openAPIV3Schema` carried in the registry).
+pub struct CrdSchemas;
+
+impl SchemaSource for CrdSchemas {
+    fn schema(&self, info: &ResourceInfo) -> Option<Value> {
+        info.custom.as_ref()?.schema.clone()
     }
 }
 

@@ -38,7 +38,7 @@ use prost::Message;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
-pub use definitions::{NoCustomSchemas, SchemaSource};
+pub use definitions::{CrdSchemas, NoCustomSchemas, SchemaSource};
 
 /// The Kubernetes version the documents claim in `info.version` (k8s-openapi's newest types).
 pub const KUBERNETES_VERSION: &str = "v1.37.0";
@@ -152,10 +152,10 @@ fn fingerprint(registry: &Registry, custom: &dyn SchemaSource) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// The documents of `registry` with built-in schemas only, built on first use and cached by
+/// The documents of `registry` with the schemas its CRDs declare, built on first use and cached by
 /// registry content.
 pub fn documents(registry: &Registry) -> Arc<Documents> {
-    documents_with(registry, &NoCustomSchemas)
+    documents_with(registry, &CrdSchemas)
 }
 
 /// The documents of `registry` with custom kinds' schemas from `custom` (CRDs), cached by the

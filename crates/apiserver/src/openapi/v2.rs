@@ -56,7 +56,10 @@ fn path_item(entry: &PathEntry, kd: &super::definitions::KindDefinition, info: &
     for op in &entry.operations {
         let mut o = Map::new();
         o.insert("description".into(), op.description.clone().into());
-        o.insert("consumes".into(), json!(consumes(op.method)));
+        o.insert(
+            "consumes".into(),
+            json!(consumes(op.method, info.custom.is_some())),
+        );
         o.insert(
             "produces".into(),
             json!([
@@ -94,8 +97,15 @@ fn path_item(entry: &PathEntry, kd: &super::definitions::KindDefinition, info: &
     Value::Object(item)
 }
 
-fn consumes(method: &str) -> Vec<&'static str> {
+/// What a verb accepts. Custom kinds have no strategic merge patch: kubectl reads this to choose a JSON merge patch
+/// for them, as upstream publishes it.
+fn consumes(method: &str, custom: bool) -> Vec<&'static str> {
     match method {
+        "patch" if custom => vec![
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ],
         "patch" => vec![
             "application/json-patch+json",
             "application/merge-patch+json",
@@ -111,6 +121,7 @@ pub fn v2_definition(name: &str, schema: &Value) -> Value {
     let description = schema.get("description").cloned();
     let mut out = match name {
         INT_OR_STRING => json!({"type": "string", "format": "int-or-string"}),
+        n if super::definitions::UNTYPED.contains(&n) => json!({}),
         QUANTITY => json!({"type": "string"}),
         _ => {
             let mut s = schema.clone();

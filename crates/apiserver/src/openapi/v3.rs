@@ -138,6 +138,7 @@ pub fn v3_definition(name: &str, schema: &Value) -> Value {
             "oneOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": true,
         }),
+        n if super::definitions::UNTYPED.contains(&n) => json!({}),
         QUANTITY => json!({"oneOf": [{"type": "string"}, {"type": "number"}]}),
         _ => {
             let mut s = schema.clone();
