@@ -1237,6 +1237,25 @@ pub fn simple_json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
             b'[' => {
                 let end = p[i..].find(']')? + i;
                 let inner = p[i + 1..end].trim();
+                // `[?(@.type=='Ready')]`: the first element whose field equals the value.
+                if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
+                    let (field, want) = filter.split_once("==")?;
+                    let field = field.trim().strip_prefix('@')?;
+                    let want = want.trim();
+                    let want = want
+                        .strip_prefix('\'')
+                        .and_then(|x| x.strip_suffix('\''))
+                        .or_else(|| want.strip_prefix('"').and_then(|x| x.strip_suffix('"')))
+                        .unwrap_or(want);
+                    cur = cur.as_array()?.iter().find(|item| {
+                        simple_json_path(item, field).is_some_and(|v| match v {
+                            Value::String(s) => s == want,
+                            other => other.to_string() == want,
+                        })
+                    })?;
+                    i = end + 1;
+                    continue;
+                }
                 let quoted = inner
                     .strip_prefix('\'')
                     .and_then(|x| x.strip_suffix('\''))
@@ -1841,6 +1860,20 @@ mod tests {
         assert_eq!(
             simple_json_path(&json!({"a": {"b": [1, 2]}}), "{.a.b[1]}"),
             Some(&json!(2))
+        );
+    }
+
+    #[test]
+    fn a_filter_picks_the_condition_of_a_type_as_kubefed_printer_columns_ask() {
+        let obj = json!({"status": {"conditions": [
+            {"type": "Offline", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+        assert_eq!(
+            simple_json_path(&obj, ".status.conditions[?(@.type=='Ready')].status"),
+            Some(&json!("True"))
+        );
+        assert_eq!(
+            simple_json_path(&obj, ".status.conditions[?(@.type==\"Gone\")].status"),
+            None
         );
     }
 }
