@@ -1250,7 +1250,7 @@ pub fn simple_json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
                     cur = cur.as_array()?.iter().find(|item| {
                         simple_json_path(item, field).is_some_and(|v| match v {
                             Value::String(s) => s == want,
-                            other => other.to_string() == want,
+                            other => serde_json::from_str::<Value>(want).is_ok_and(|w| &w == other),
                         })
                     })?;
                     i = end + 1;

@@ -6,6 +6,7 @@
 mod apiserver_cli;
 mod controller_manager_cli;
 mod kubeadm_cli;
+mod kubefed_cli;
 mod kubelet_cli;
 mod lb_cli;
 mod scheduler_cli;
@@ -23,6 +24,7 @@ pub const PERSONALITIES: &[&str] = &[
     "kube-controller-manager",
     "kube-scheduler",
     "kubefedctl",
+    "kubefed-controller-manager",
 ];
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         "kubelet" => kubelet_cli::main(args),
         "kube-controller-manager" => controller_manager_cli::main(args),
         "kube-scheduler" => scheduler_cli::main(args),
+        "kubefed-controller-manager" => kubefed_cli::main(args),
         other => not_built(other),
     }
 }
