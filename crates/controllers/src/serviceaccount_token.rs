@@ -4,8 +4,12 @@
 //! `kubernetes.io/service-account.uid`. A Secret whose ServiceAccount is gone (or was recreated with another uid) is
 //! deleted, which also invalidates its token.
 //!
+//! As upstream before 1.24 (guide C reads these Secrets with `kubectl get secret | grep <account>`), every
+//! ServiceAccount also gets such a Secret created, named `<account>-token-xxxxx` and listed in its `secrets`.
+//!
 //! Layout: [`LegacySigner`] makes the JWT; [`plan`] decides per Secret; [`start`] runs a kube-runtime `Controller`
-//! over Secrets that ServiceAccount changes wake through its own cache.
+//! over Secrets that ServiceAccount changes wake through its own cache, and one over ServiceAccounts that creates
+//! the missing Secrets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -222,6 +226,79 @@ async fn reconcile(secret: Arc<Secret>, st: Arc<State>) -> Result<Action, Error>
     Ok(Action::await_change())
 }
 
+/// Upstream before 1.24 (what guide C's `kubectl get secret | grep <account>` relies on): every ServiceAccount gets a
+/// `<account>-token-xxxxx` Secret, listed in its `secrets`; [`reconcile`] then fills it.
+#[tracing::instrument(name = "reconcile", skip_all, fields(controller = NAME, namespace = %sa.namespace().unwrap_or_default(), account = %sa.name_any()))]
+async fn ensure_token_secret(sa: Arc<ServiceAccount>, st: Arc<State>) -> Result<Action, Error> {
+    if sa.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let err = |source| Error::Api {
+        controller: NAME,
+        source,
+    };
+    let ns = sa.namespace().unwrap_or_default();
+    let name = sa.name_any();
+    let uid = sa.metadata.uid.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(st.ctx.client.clone(), &ns);
+    let listed = secrets.list(&Default::default()).await.map_err(err)?;
+    // Looked up by annotation rather than through `secrets`, so a lost write of the account never makes a second one.
+    let existing = listed.items.iter().find(|s| {
+        s.type_.as_deref() == Some(SECRET_TYPE)
+            && s.metadata.deletion_timestamp.is_none()
+            && s.annotations().get(NAME_ANNOTATION) == Some(&name)
+            && s.annotations().get(UID_ANNOTATION).is_none_or(|u| *u == uid)
+    });
+    let secret_name = match existing {
+        Some(s) => s.name_any(),
+        None => {
+            let secret = Secret {
+                metadata: kube::api::ObjectMeta {
+                    generate_name: Some(format!("{name}-token-")),
+                    namespace: Some(ns.clone()),
+                    annotations: Some(BTreeMap::from([
+                        (NAME_ANNOTATION.to_string(), name.clone()),
+                        (UID_ANNOTATION.to_string(), uid.clone()),
+                    ])),
+                    ..Default::default()
+                },
+                type_: Some(SECRET_TYPE.into()),
+                ..Default::default()
+            };
+            let created = secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .map_err(err)?;
+            tracing::info!(secret = %created.name_any(), "created token secret");
+            created.name_any()
+        }
+    };
+    let mut refs = sa.secrets.clone().unwrap_or_default();
+    if !refs
+        .iter()
+        .any(|r| r.name.as_deref() == Some(secret_name.as_str()))
+    {
+        refs.push(k8s_openapi::api::core::v1::ObjectReference {
+            name: Some(secret_name),
+            ..Default::default()
+        });
+        let accounts: Api<ServiceAccount> = Api::namespaced(st.ctx.client.clone(), &ns);
+        let patch = serde_json::json!({"secrets": refs});
+        match accounts
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(Action::await_change())
+}
+
 pub fn start(ctx: Context) -> ControllerFuture {
     Box::pin(async move {
         let read = |path: &Option<std::path::PathBuf>, flag: &str| -> Result<String, Error> {
@@ -250,9 +327,22 @@ pub fn start(ctx: Context) -> ControllerFuture {
         let secrets: Api<Secret> = Api::all(ctx.client.clone());
         let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
         let shutdown = ctx.shutdown.clone();
+        let state = Arc::new(State { ctx, signer, ca });
+        let generator = Controller::new(accounts.clone(), watcher::Config::default())
+            .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+            .run(
+                ensure_token_secret,
+                |_, _, _| Action::requeue(Duration::from_secs(5)),
+                state.clone(),
+            )
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    tracing::warn!(controller = NAME, error = %e, "creating a token secret failed");
+                }
+            });
         let controller = Controller::new(secrets, watcher::Config::default());
         let cache = controller.store();
-        controller
+        let filler = controller
             .watches(accounts, watcher::Config::default(), move |sa| {
                 let (ns, name) = (sa.namespace(), sa.name_any());
                 cache
@@ -266,14 +356,14 @@ pub fn start(ctx: Context) -> ControllerFuture {
             .run(
                 reconcile,
                 |_, _, _| Action::requeue(Duration::from_secs(5)),
-                Arc::new(State { ctx, signer, ca }),
+                state,
             )
             .for_each(|res| async move {
                 if let Err(e) = res {
                     tracing::warn!(controller = NAME, error = %e, "reconcile failed");
                 }
-            })
-            .await;
+            });
+        tokio::join!(generator, filler);
         Ok(())
     })
 }

@@ -259,6 +259,51 @@ async fn a_legacy_token_secret_is_filled_authenticates_kubectl_as_its_account_an
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn every_service_account_gets_a_listed_token_secret_as_guide_c_reads_it() -> Result<()> {
+    let r = start(&["serviceaccount-token"]).await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(r.client.clone(), "default");
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta("member1", Some("default")),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let secrets: Api<Secret> = Api::namespaced(r.client.clone(), "default");
+    let name = testkit::eventually(DEADLINE, || async {
+        let sa = accounts.get("member1").await?;
+        let name = sa
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|s| s.name)
+            .ok_or_else(|| anyhow!("no secret listed yet"))?;
+        let s = secrets.get(&name).await?;
+        text(&s, "token")
+            .map(|_| name.clone())
+            .ok_or_else(|| anyhow!("token not filled yet"))
+    })
+    .await?;
+    assert!(
+        name.starts_with("member1-token-") && name.len() == "member1-token-".len() + 5,
+        "{name}"
+    );
+    // One Secret per account, however often it is reconciled.
+    let all = secrets.list(&Default::default()).await?;
+    let mine = all.items.iter().filter(|s| {
+        s.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("kubernetes.io/service-account.name"))
+            == Some(&"member1".to_string())
+    });
+    assert_eq!(mine.count(), 1);
+    Ok(())
+}
+
 fn bootstrap_token(token: &pki::BootstrapToken, expires_in: Option<i64>, extra: &[(&str, &str)]) -> Secret {
     let mut data: Vec<(String, ByteString)> = vec![
         ("token-id".into(), ByteString(token.id.clone().into_bytes())),
