@@ -77,6 +77,37 @@ assert seen == [("ADDED", "py-watched"), ("DELETED", "py-watched")], seen
 
 v1.delete_namespaced_config_map("py", ns)
 assert status_of(lambda: v1.read_namespaced_config_map("py", ns))[0] == 404
+
+# Custom resources: a CRD through the apiextensions client, its objects through CustomObjectsApi, a watch
+ext = client.ApiextensionsV1Api()
+crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+       "metadata": {"name": "widgets.py.example.com"},
+       "spec": {"group": "py.example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": True, "storage": True,
+                              "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                  "spec": {"type": "object", "properties": {
+                                      "size": {"type": "integer", "default": 3}}}}}}}]}}
+made = ext.create_custom_resource_definition(crd)
+assert [c.type for c in made.status.conditions] == ["NamesAccepted", "Established"], made.status
+co = client.CustomObjectsApi()
+g = ("py.example.com", "v1", ns, "widgets")
+widget = lambda name, spec: {"apiVersion": "py.example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
+w1 = co.create_namespaced_custom_object(*g, widget("w1", {}))
+assert w1["spec"]["size"] == 3, w1
+assert status_of(lambda: co.create_namespaced_custom_object(*g, widget("w2", {"size": "big"})))[0] == 422
+listed = co.list_namespaced_custom_object(*g)
+assert [i["metadata"]["name"] for i in listed["items"]] == ["w1"], listed
+co.patch_namespaced_custom_object(*g, "w1", {"spec": {"size": 5}})
+co.delete_namespaced_custom_object(*g, "w1")
+seen = []
+w = watch.Watch()
+for ev in w.stream(co.list_namespaced_custom_object, *g, resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=10):
+    seen.append((ev["type"], ev["object"]["spec"]["size"]))
+    if ev["type"] == "DELETED":
+        w.stop()
+assert seen == [("MODIFIED", 5), ("DELETED", 5)], seen
+ext.delete_custom_resource_definition("widgets.py.example.com")
 print("python client ok")
 "#;
 
@@ -92,7 +123,7 @@ fn venv_python() -> Option<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_python_client_does_crud_watch_and_gets_api_exceptions_with_upstream_codes() -> Result<()> {
+async fn the_python_client_does_crud_watch_custom_objects_and_gets_api_exceptions_with_upstream_codes() -> Result<()> {
     let Some(python) = venv_python() else {
         // CI installs the venv (scripts/install-deps); a missing client there is a failure, not a skip.
         ensure!(
