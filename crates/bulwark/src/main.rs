@@ -7,6 +7,7 @@ mod apiserver_cli;
 mod controller_manager_cli;
 mod kubeadm_cli;
 mod kubefed_cli;
+mod kubefedctl_cli;
 mod kubelet_cli;
 mod lb_cli;
 mod scheduler_cli;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         "kube-controller-manager" => controller_manager_cli::main(args),
         "kube-scheduler" => scheduler_cli::main(args),
         "kubefed-controller-manager" => kubefed_cli::main(args),
+        "kubefedctl" => kubefedctl_cli::main(args),
         other => not_built(other),
     }
 }

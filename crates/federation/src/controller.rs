@@ -91,7 +91,7 @@ fn target_resource(t: &TargetType) -> ApiResource {
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
-    move |source| Error::Api {
+    move |source| Error::Request {
         what,
         source: Box::new(source),
     }
