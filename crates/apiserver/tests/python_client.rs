@@ -123,7 +123,8 @@ fn venv_python() -> Option<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_python_client_does_crud_watch_custom_objects_and_gets_api_exceptions_with_upstream_codes() -> Result<()> {
+async fn the_python_client_does_crud_watch_custom_objects_and_gets_api_exceptions_with_upstream_codes()
+-> Result<()> {
     let Some(python) = venv_python() else {
         // CI installs the venv (scripts/install-deps); a missing client there is a failure, not a skip.
         ensure!(
