@@ -622,13 +622,35 @@ pub async fn sync_pass(
 
     let ftcs: Api<DynamicObject> =
         Api::namespaced_with(host.clone(), &opts.namespace, &type_configs_resource());
-    let enabled: Vec<TargetType> = ftcs
+    let configs: Vec<Value> = ftcs
         .list(&ListParams::default())
         .await
         .map_err(api_err("listing FederatedTypeConfigs"))?
         .items
         .iter()
         .map(to_value)
+        .collect();
+    // `kubefedctl disable` waits for NotRunning before it deletes a type's config, as upstream.
+    for f in &configs {
+        let running = if f["spec"]["propagation"] == "Enabled" {
+            "Running"
+        } else {
+            "NotRunning"
+        };
+        if f["status"]["propagationController"] != running {
+            let name = f["metadata"]["name"].as_str().unwrap_or("");
+            let patch = json!({"status": {"propagationController": running,
+                                          "observedGeneration": f["metadata"]["generation"]}});
+            if let Err(e) = ftcs
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(config = name, error = %e, "writing FederatedTypeConfig status failed");
+            }
+        }
+    }
+    let enabled: Vec<TargetType> = configs
+        .iter()
         .filter(|f| f["spec"]["propagation"] == "Enabled")
         .filter_map(|f| f["metadata"]["name"].as_str().and_then(crds::target_type))
         .collect();
