@@ -3,109 +3,11 @@
 //! 3 replicas with a per-cluster override, a member whose API goes away loses its replicas to the other and gets
 //! them back when it returns, and deleting the federated object removes what it placed.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use testkit::cluster::*;
-
-/// One API server on the embedded store whose process can be stopped and started again on the same port and data.
-struct Cluster {
-    server: Option<ApiServer>,
-    pki: Pki,
-}
-
-impl Cluster {
-    fn start() -> Result<Self> {
-        let port = free_port()?;
-        let pki = Pki::new(port)?;
-        let server = ApiServer::start(&pki, port, &[Self::storage(&pki)])?;
-        Ok(Self {
-            server: Some(server),
-            pki,
-        })
-    }
-
-    fn storage(pki: &Pki) -> String {
-        format!("--storage-dir={}", pki.dir.path().join("store").display())
-    }
-
-    fn stop(&mut self) {
-        self.server = None;
-    }
-
-    fn restart(&mut self) -> Result<()> {
-        self.server = Some(ApiServer::start(
-            &self.pki,
-            self.pki.port,
-            &[Self::storage(&self.pki)],
-        )?);
-        Ok(())
-    }
-
-    fn kubectl(&self) -> Result<Kubectl> {
-        Ok(Kubectl {
-            bin: kubectl_newest().context("no kubectl installed")?,
-            kubeconfig: self.pki.kubeconfig(),
-        })
-    }
-}
-
-/// The controller-manager process, stopped on drop.
-struct Manager(Child, PathBuf);
-
-impl Drop for Manager {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Manager {
-    fn log(&self) -> String {
-        let t = std::fs::read_to_string(&self.1).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-const NS: &str = "kube-federation-system";
-
-/// Registers `member` in the host as `name`, with a ServiceAccount token of the member, as `kubefedctl join` does.
-fn register(host: &Kubectl, member: &Cluster, name: &str) -> Result<()> {
-    let m = member.kubectl()?;
-    m.ok(&["create", "serviceaccount", "fed", "-n", "default"])?;
-    m.ok(&[
-        "create",
-        "clusterrolebinding",
-        "fed",
-        "--clusterrole=cluster-admin",
-        "--serviceaccount=default:fed",
-    ])?;
-    let token = m.ok(&["create", "token", "fed", "-n", "default", "--duration=1h"])?;
-    // The CA as the member's kubeconfig carries it, base64 already.
-    let conf: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(member.pki.kubeconfig())?)?;
-    let ca = conf["clusters"][0]["cluster"]["certificate-authority-data"]
-        .as_str()
-        .context("no certificate-authority-data")?
-        .to_string();
-    host.ok(&[
-        "create",
-        "secret",
-        "generic",
-        &format!("{name}-token"),
-        "-n",
-        NS,
-        &format!("--from-literal=token={}", token.trim()),
-    ])?;
-    let cluster = format!(
-        "apiVersion: core.kubefed.io/v1beta1\nkind: KubeFedCluster\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  apiEndpoint: https://127.0.0.1:{}\n  caBundle: {ca}\n  secretRef: {{name: {name}-token}}\n",
-        member.pki.port
-    );
-    host.ok_stdin(&["apply", "-f", "-"], &cluster)?;
-    Ok(())
-}
+use testkit::federation::{Cluster, Manager, NAMESPACE as NS, ready, register};
 
 const FEDERATED: &str = r#"
 apiVersion: types.kubefed.io/v1beta1
@@ -155,40 +57,13 @@ fn replicas(member: &Cluster) -> Option<String> {
     .ok()
 }
 
-fn ready_column(host: &Kubectl) -> String {
-    host.ok(&["get", "kubefedclusters", "-n", NS]).unwrap_or_default()
-}
-
-fn row_ready(table: &str, name: &str) -> Option<String> {
-    table
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last().map(str::to_string))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn federated_replicas_follow_preferences_and_member_health() -> Result<()> {
     let host = Cluster::start()?;
     let mut member1 = Cluster::start()?;
     let member2 = Cluster::start()?;
     let k = host.kubectl()?;
-    let log = host.pki.dir.path().join("kubefed.log");
-    let manager = Manager(
-        Command::new(bulwark()?)
-            .args([
-                "kubefed-controller-manager",
-                "--leader-elect=false",
-                "--cluster-health-check-period=1",
-                "--cluster-health-check-timeout=1",
-            ])
-            .arg("--kubeconfig")
-            .arg(host.pki.kubeconfig())
-            .env("BULWARK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?,
-        log,
-    );
+    let manager = Manager::start(&host, 1)?;
     let run = async {
         // One command installs the KubeFed API.
         eventually(Duration::from_secs(30), "the KubeFed CRDs", || {
@@ -197,12 +72,12 @@ async fn federated_replicas_follow_preferences_and_member_health() -> Result<()>
         })?;
         register(&k, &member1, "member1")?;
         register(&k, &member2, "member2")?;
-        let table = eventually(Duration::from_secs(30), "both members READY True", || {
-            let t = ready_column(&k);
-            (row_ready(&t, "member1").as_deref() == Some("True")
-                && row_ready(&t, "member2").as_deref() == Some("True"))
-            .then_some(t)
+        eventually(Duration::from_secs(30), "both members READY True", || {
+            (ready(&k, "member1").as_deref() == Some("True")
+                && ready(&k, "member2").as_deref() == Some("True"))
+            .then_some(())
         })?;
+        let table = k.ok(&["get", "kubefedclusters", "-n", NS])?;
         let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
         ensure!(header == ["NAME", "AGE", "READY"], "{table}");
 
@@ -254,8 +129,7 @@ async fn federated_replicas_follow_preferences_and_member_health() -> Result<()>
             Duration::from_secs(30),
             "member1 offline and 9 on member2",
             || {
-                let t = ready_column(&k);
-                (row_ready(&t, "member1").as_deref() == Some("False")
+                (ready(&k, "member1").as_deref() == Some("False")
                     && replicas(&member2).as_deref() == Some("9"))
                 .then_some(())
             },
@@ -284,5 +158,5 @@ async fn federated_replicas_follow_preferences_and_member_health() -> Result<()>
         Ok::<(), anyhow::Error>(())
     };
     run.await
-        .with_context(|| format!("kubefed-controller-manager log:\n{}", manager.log()))
+        .with_context(|| format!("kubefed-controller-manager log:\n{}", manager.log_tail()))
 }

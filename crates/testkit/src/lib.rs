@@ -7,12 +7,14 @@
 //!   with SIGKILL / restart of a member, leader discovery, the client TLS files, and cleanup on drop.
 //!
 //! - [`cluster`]: a real `bulwark kube-apiserver` process with kubeadm's PKI and admin kubeconfig, kubectl runners.
+//! - [`federation`]: restartable API servers, the kubefed controller-manager process, member registration.
 //!
 //! Entry points: [`eventually()`], [`EtcdCluster`].
 
 pub mod cluster;
 pub mod etcd;
 pub mod eventually;
+pub mod federation;
 
 pub use etcd::{ClientTls, EtcdCluster};
 pub use eventually::{EventuallyError, eventually};
