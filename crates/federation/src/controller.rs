@@ -12,14 +12,13 @@
 //!   status.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -575,12 +574,58 @@ async fn sync_member(
     }
 }
 
-/// One reconcile of every federated object of every enabled type.
-pub async fn sync_pass(
-    host: &kube::Client,
-    opts: &Options,
-    clients: &mut HashMap<String, (String, kube::Client)>,
-) -> Result<(), Error> {
+/// What the sync loop knows between passes: the members, a client per member, the enabled types.
+#[derive(Default)]
+pub struct World {
+    members: Vec<Member>,
+    clients: HashMap<String, (String, kube::Client)>,
+    enabled: Vec<TargetType>,
+}
+
+/// One reconcile of every federated object of every enabled type, refreshing `world` first.
+pub async fn sync_pass(host: &kube::Client, opts: &Options, world: &mut World) -> Result<(), Error> {
+    refresh_world(host, opts, world).await?;
+    schedule_replicas(host, &world.members).await?;
+    for t in &world.enabled {
+        let fed_api: Api<DynamicObject> = Api::all_with(host.clone(), &federated_resource(t));
+        let feds = match fed_api.list(&ListParams::default()).await {
+            Ok(l) => l.items,
+            // The type's CRD may not be installed (disabled with its CRD deleted).
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(api_err(format!("listing {}", t.federated_plural()))(e)),
+        };
+        for fed in feds {
+            reconcile_object(host, t, &to_value(&fed), world).await;
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile_object(host: &kube::Client, t: &TargetType, fed: &Value, world: &World) {
+    let ns = fed["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = fed["metadata"]["name"].as_str().unwrap_or("");
+    let span = tracing::info_span!("reconcile", kind = %t.federated_kind(), namespace = %ns, name = %name);
+    sync_object(host, t, fed, &world.members, &world.clients)
+        .instrument(span)
+        .await;
+}
+
+/// Reconciles one federated object that changed, with what the last full pass learnt about the members.
+async fn sync_one(host: &kube::Client, world: &World, kind: &str, ns: &str, name: &str) {
+    let Some(t) = world.enabled.iter().find(|t| t.federated_kind() == kind) else {
+        return;
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(host.clone(), ns, &federated_resource(t));
+    match api.get_opt(name).await {
+        Ok(Some(fed)) => reconcile_object(host, t, &to_value(&fed), world).await,
+        Ok(None) => {}
+        Err(e) => tracing::debug!(kind, ns, name, error = %e, "reading a changed federated object failed"),
+    }
+}
+
+/// Reads the members (with fresh clients where their records changed) and the enabled types.
+async fn refresh_world(host: &kube::Client, opts: &Options, world: &mut World) -> Result<(), Error> {
+    let clients = &mut world.clients;
     let clusters_api: Api<DynamicObject> =
         Api::namespaced_with(host.clone(), &opts.namespace, &clusters_resource());
     let clusters: Vec<Value> = clusters_api
@@ -618,7 +663,7 @@ pub async fn sync_pass(
             }
         }
     }
-    schedule_replicas(host, &members).await?;
+    world.members = members;
 
     let ftcs: Api<DynamicObject> =
         Api::namespaced_with(host.clone(), &opts.namespace, &type_configs_resource());
@@ -649,30 +694,11 @@ pub async fn sync_pass(
             }
         }
     }
-    let enabled: Vec<TargetType> = configs
+    world.enabled = configs
         .iter()
         .filter(|f| f["spec"]["propagation"] == "Enabled")
         .filter_map(|f| f["metadata"]["name"].as_str().and_then(crds::target_type))
         .collect();
-    for t in &enabled {
-        let fed_api: Api<DynamicObject> = Api::all_with(host.clone(), &federated_resource(t));
-        let feds = match fed_api.list(&ListParams::default()).await {
-            Ok(l) => l.items,
-            // The type's CRD may not be installed (disabled with its CRD deleted).
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => return Err(api_err(format!("listing {}", t.federated_plural()))(e)),
-        };
-        for fed in feds {
-            let fed = to_value(&fed);
-            let ns = fed["metadata"]["namespace"].as_str().unwrap_or("").to_string();
-            let name = fed["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let span =
-                tracing::info_span!("reconcile", kind = %t.federated_kind(), namespace = %ns, name = %name);
-            sync_object(host, t, &fed, &members, clients)
-                .instrument(span)
-                .await;
-        }
-    }
     Ok(())
 }
 
@@ -697,11 +723,11 @@ async fn sync_object(
         }
         let orphan = fed["metadata"]["annotations"][ORPHAN_ANNOTATION] == "true";
         if !orphan {
-            for m in members.iter().filter(|m| m.ready) {
-                if let Some((_, client)) = clients.get(&m.name) {
-                    sync_member(client, t, fed, &m.name, false).await;
-                }
-            }
+            futures_util::future::join_all(members.iter().filter(|m| m.ready).filter_map(|m| {
+                let (_, client) = clients.get(&m.name)?;
+                Some(sync_member(client, t, fed, &m.name, false))
+            }))
+            .await;
         }
         let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
         let patch =
@@ -727,15 +753,22 @@ async fn sync_object(
         }
     }
     let selected = propagation::selected_clusters(fed, members);
-    let mut statuses = Vec::new();
-    let mut all_ok = true;
-    for m in members {
+    // Members are independent: one slow member must not hold the others back.
+    let outcomes = futures_util::future::join_all(members.iter().map(|m| {
         let wanted = selected.contains(&m.name);
         let client = clients.get(&m.name).map(|(_, c)| c).filter(|_| m.ready);
-        let (reason, remote) = match client {
-            Some(client) => sync_member(client, t, fed, &m.name, wanted).await,
-            None => (Some("ClusterNotReady"), None),
-        };
+        async move {
+            let (reason, remote) = match client {
+                Some(client) => sync_member(client, t, fed, &m.name, wanted).await,
+                None => (Some("ClusterNotReady"), None),
+            };
+            (m, wanted, reason, remote)
+        }
+    }))
+    .await;
+    let mut statuses = Vec::new();
+    let mut all_ok = true;
+    for (m, wanted, reason, remote) in outcomes {
         if wanted {
             all_ok &= reason.is_none();
             statuses.push(cluster_status(&m.name, reason, remote.as_ref()));
@@ -768,30 +801,67 @@ async fn sync_object(
     }
 }
 
-/// Wakes the sync loop on every change of what it reads.
-fn watch_changes(host: &kube::Client, opts: &Options, wake: Arc<Notify>, stop: CancellationToken) {
+/// Why the sync loop wakes: something that may concern every object, or one federated object that changed.
+#[derive(Debug)]
+enum Wake {
+    All,
+    Object {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// Sends a [`Wake`] for every change of what the sync loop reads.
+fn watch_changes(
+    host: &kube::Client,
+    opts: &Options,
+    wake: mpsc::UnboundedSender<Wake>,
+    stop: CancellationToken,
+) {
     let mut resources = vec![
-        (Some(opts.namespace.clone()), clusters_resource()),
-        (Some(opts.namespace.clone()), type_configs_resource()),
-        (None, preferences_resource()),
+        (Some(opts.namespace.clone()), clusters_resource(), false),
+        (Some(opts.namespace.clone()), type_configs_resource(), false),
+        (None, preferences_resource(), false),
     ];
-    resources.extend(DEFAULT_TYPES.iter().map(|t| (None, federated_resource(t))));
-    for (ns, ar) in resources {
+    resources.extend(DEFAULT_TYPES.iter().map(|t| (None, federated_resource(t), true)));
+    for (ns, ar, federated) in resources {
         let api: Api<DynamicObject> = match &ns {
             Some(ns) => Api::namespaced_with(host.clone(), ns, &ar),
             None => Api::all_with(host.clone(), &ar),
         };
-        let (wake, stop) = (wake.clone(), stop.clone());
+        let (wake, stop, kind) = (wake.clone(), stop.clone(), ar.kind.clone());
         tokio::spawn(async move {
             let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default());
             futures_util::pin_mut!(stream);
             loop {
-                tokio::select! {
+                let ev = tokio::select! {
                     () = stop.cancelled() => return,
                     ev = stream.next() => match ev {
-                        Some(_) => wake.notify_one(),
+                        Some(ev) => ev,
                         None => return,
                     },
+                };
+                let msg = match ev {
+                    Ok(
+                        kube::runtime::watcher::Event::Apply(o) | kube::runtime::watcher::Event::Delete(o),
+                    ) if federated => Wake::Object {
+                        kind: kind.clone(),
+                        namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                        name: o.metadata.name.clone().unwrap_or_default(),
+                    },
+                    // Initial listings are covered by the full pass the loop starts with.
+                    Ok(
+                        kube::runtime::watcher::Event::Init
+                        | kube::runtime::watcher::Event::InitApply(_)
+                        | kube::runtime::watcher::Event::InitDone,
+                    ) if federated => {
+                        continue;
+                    }
+                    _ => Wake::All,
+                };
+                if wake.send(msg).is_err() {
+                    return;
                 }
             }
         });
@@ -801,7 +871,7 @@ fn watch_changes(host: &kube::Client, opts: &Options, wake: Arc<Notify>, stop: C
 /// Installs what is missing, then runs health checks and propagation until `shutdown`.
 pub async fn run(host: kube::Client, opts: Options, shutdown: CancellationToken) -> Result<(), Error> {
     install(&host, &opts.namespace).await?;
-    let wake = Arc::new(Notify::new());
+    let (wake, mut woken) = mpsc::unbounded_channel();
     watch_changes(&host, &opts, wake.clone(), shutdown.clone());
     let health = {
         let (host, opts, wake, stop) = (host.clone(), opts.clone(), wake.clone(), shutdown.clone());
@@ -809,7 +879,9 @@ pub async fn run(host: kube::Client, opts: Options, shutdown: CancellationToken)
             let mut state = HashMap::new();
             loop {
                 match probe_clusters(&host, &opts, &mut state).await {
-                    Ok(true) => wake.notify_one(),
+                    Ok(true) => {
+                        let _ = wake.send(Wake::All);
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "health pass failed"),
                 }
@@ -820,15 +892,43 @@ pub async fn run(host: kube::Client, opts: Options, shutdown: CancellationToken)
             }
         })
     };
-    let mut clients = HashMap::new();
+    let mut world = World::default();
+    let mut full = true;
     loop {
-        if let Err(e) = sync_pass(&host, &opts, &mut clients).await {
+        if full && let Err(e) = sync_pass(&host, &opts, &mut world).await {
             tracing::warn!(error = %e, "sync pass failed");
         }
-        tokio::select! {
+        full = false;
+        let first = tokio::select! {
             () = shutdown.cancelled() => break,
-            () = wake.notified() => {}
-            () = tokio::time::sleep(opts.resync) => {}
+            w = woken.recv() => match w {
+                Some(w) => w,
+                None => break,
+            },
+            () = tokio::time::sleep(opts.resync) => Wake::All,
+        };
+        // Everything queued meanwhile goes in one round; one object changing many times is reconciled once.
+        let mut objects = Vec::new();
+        let mut next = Some(first);
+        while let Some(w) = next {
+            match w {
+                Wake::All => full = true,
+                Wake::Object {
+                    kind,
+                    namespace,
+                    name,
+                } => {
+                    if !objects.contains(&(kind.clone(), namespace.clone(), name.clone())) {
+                        objects.push((kind, namespace, name));
+                    }
+                }
+            }
+            next = woken.try_recv().ok();
+        }
+        if !full {
+            for (kind, ns, name) in &objects {
+                sync_one(&host, &world, kind, ns, name).await;
+            }
         }
     }
     let _ = health.await;
