@@ -247,6 +247,7 @@ async fn cluster_config(
     };
     let mut cfg = crate::config::parse_init("the kubeadm-config ConfigMap", &text, &flags, host)?;
     cfg.node.kubelet_extra_args = jc.kubelet_extra_args.clone();
+    cfg.node.patches_dir = jc.patches_dir.clone();
     Ok(cfg)
 }
 
@@ -375,7 +376,16 @@ pub async fn remove_etcd_member(layout: &Layout, cert_dir: &str, out: &mut dyn W
     else {
         return Ok(false);
     };
-    let local = format!("https://127.0.0.1:{}", crate::etcd::CLIENT_PORT);
+    // The member's own client URL, which it listens on whatever patches changed about loopback.
+    let local = text
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '"' || c == '\'')
+                .strip_prefix("--advertise-client-urls=")
+        })
+        .and_then(|urls| urls.split(',').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("https://127.0.0.1:{}", crate::etcd::CLIENT_PORT));
     let mut etcd = etcd_client_with(cert_dir, layout, &[local]).await?;
     let members = etcd
         .member_list()
@@ -730,11 +740,12 @@ pub async fn run(
 }
 
 async fn wait_kubelet(layout: &Layout, timeout: Duration, out: &mut dyn Write) -> Result<(), Error> {
+    let (host, port) = kubelet::healthz_endpoint(layout);
     say(
         out,
         format_args!(
-            "[kubelet-check] Waiting for a healthy kubelet at http://127.0.0.1:{}/healthz. This can take up to {}s",
-            kubelet::HEALTHZ_PORT,
+            "[kubelet-check] Waiting for a healthy kubelet at http://{}/healthz. This can take up to {}s",
+            crate::config::join_host_port(&host, port),
             timeout.as_secs()
         ),
     )?;
