@@ -510,18 +510,24 @@ async fn add_etcd_member(
     Ok((id, initial.join(",")))
 }
 
-/// Runs a membership change, retrying while etcd refuses it as "unhealthy cluster": etcd (with its default strict
-/// reconfiguration check) refuses until every voting member has been connected for its health interval, which a
-/// member added or promoted moments ago has not. Upstream kubeadm retries with backoff too.
+/// Runs a membership change, retrying while etcd refuses it for a passing reason: "unhealthy cluster" (with its
+/// default strict reconfiguration check etcd refuses until every voting member has been connected for its health
+/// interval, which a member added or promoted moments ago has not) or "too many learner members" (etcd allows one
+/// learner at a time, so control planes joining in parallel take turns). Upstream kubeadm retries with backoff too.
 async fn while_unhealthy<T, F, Fut>(mut op: F) -> Result<T, etcd_client::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match op().await {
-            Err(e) if Instant::now() < deadline && e.to_string().contains("unhealthy cluster") => {
+            Err(e)
+                if Instant::now() < deadline
+                    && ["unhealthy cluster", "too many learner members"]
+                        .iter()
+                        .any(|reason| e.to_string().contains(reason)) =>
+            {
                 tracing::debug!(error = %e, "etcd refused a membership change; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
