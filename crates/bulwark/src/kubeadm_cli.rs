@@ -1032,7 +1032,7 @@ fn reset(force: bool, layout: &Layout, cert_dir: &str, dry_run: bool) -> anyhow:
         std::time::Duration::from_secs(10),
     )?;
     let runtime_dir = layout.host("/var/lib/kubelet/bulwark/containers");
-    let stopped = kubelet::runtime::stop_all(&runtime_dir);
+    let stopped = kubelet::runtime::stop_all(&runtime_dir, std::time::Duration::from_secs(10));
     println!("[reset] Stopped {stopped} containers");
     let data = layout.host(&etcd_dir);
     if data.exists() {

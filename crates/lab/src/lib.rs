@@ -38,6 +38,10 @@ pub const CONTROL_PLANES: usize = 3;
 /// Most workers a /24 prefix leaves room for (workers are `.11` up to `.99`).
 pub const MAX_WORKERS: usize = 89;
 const STATE_FILE: &str = "lab.json";
+/// How long `down` lets containers exit on SIGTERM before SIGKILL. The whole lab goes at once, so components
+/// that would wait for their API server or etcd (to release a leader lease, to drain watches) wait for nothing
+/// that will come back: kubeadm reset's 10 s would only make `down` slow.
+const CONTAINER_GRACE: Duration = Duration::from_secs(2);
 const LB_PID_FILE: &str = "lb.pid";
 const LB_LOG_FILE: &str = "lb.log";
 /// The personalities the nodes run, put on PATH as symlinks to bulwark.
@@ -738,8 +742,10 @@ pub fn down(dir: &Path, out: &mut dyn Write) -> Result<Stopped, Error> {
                     let kubelet =
                         kubeadm::daemon::stop(&kubeadm::kubelet::pid_file(&layout), Duration::from_secs(10))
                             .unwrap_or(false);
-                    let containers =
-                        kubelet::runtime::stop_all(&layout.host("/var/lib/kubelet/bulwark/containers"));
+                    let containers = kubelet::runtime::stop_all(
+                        &layout.host("/var/lib/kubelet/bulwark/containers"),
+                        CONTAINER_GRACE,
+                    );
                     (kubelet, containers)
                 })
             })
