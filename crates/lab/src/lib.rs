@@ -834,7 +834,8 @@ mod tests {
         };
         let token = "abcdef.0123456789abcdef";
         let key = "0".repeat(64);
-        write_node_files(dir.path(), &state, &node, token, &key, Some("sha256:00")).unwrap();
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        write_node_files(dir.path(), &state, &node, token, &key, Some(&pin)).unwrap();
         let patches = dir.path().join("cp-2/patches");
         let cfg = kubeadm::config::parse_init(
             "test",
