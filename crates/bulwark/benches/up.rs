@@ -33,7 +33,12 @@ fn main() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let down = Command::new(bulwark()).arg("down").arg("--dir").arg(&dir).output().unwrap();
+    let down = Command::new(bulwark())
+        .arg("down")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(
         up.status.success(),
         "bulwark up failed:\n{stdout}\n{}",
