@@ -479,26 +479,38 @@ async fn add_etcd_member(
         .await
         .map_err(|e| usage(format!("removing the stale etcd member {id:x}: {e}")))?;
     }
-    let added = while_unhealthy(|| {
+    // A proposal whose answer timed out may still have been applied: a member with this peer URL found on a retry
+    // is the one this join added, not a stale one.
+    let (id, members) = while_unhealthy(|| {
         let (mut etcd, url) = (etcd.clone(), peer_url.clone());
         async move {
+            let listed = etcd.member_list().await?;
+            let peers = |members: &[etcd_client::Member]| -> Vec<(u64, String, Option<String>)> {
+                members
+                    .iter()
+                    .map(|m| (m.id(), m.name().to_string(), m.peer_urls().first().cloned()))
+                    .collect()
+            };
+            if let Some(own) = listed
+                .members()
+                .iter()
+                .find(|m| m.peer_urls().iter().any(|u| u == &url))
+            {
+                return Ok((own.id(), peers(listed.members())));
+            }
             let learner = etcd_client::MemberAddOptions::new().with_is_learner();
-            etcd.member_add([url], Some(learner)).await
+            let added = etcd.member_add([url], Some(learner)).await?;
+            let id = added.member().map(|m| m.id()).unwrap_or_default();
+            Ok((id, peers(added.member_list())))
         }
     })
     .await
     .map_err(|e| usage(format!("adding etcd member {peer_url}: {e}")))?;
-    let id = added.member().map(|m| m.id()).unwrap_or_default();
-    let mut initial: Vec<String> = added
-        .member_list()
-        .iter()
-        .filter_map(|m| {
-            let name = if m.id() == id {
-                cfg.node.name.clone()
-            } else {
-                m.name().to_string()
-            };
-            let url = m.peer_urls().first()?;
+    let mut initial: Vec<String> = members
+        .into_iter()
+        .filter_map(|(member, name, url)| {
+            let name = if member == id { cfg.node.name.clone() } else { name };
+            let url = url?;
             (!name.is_empty()).then(|| format!("{name}={url}"))
         })
         .collect();
@@ -510,10 +522,24 @@ async fn add_etcd_member(
     Ok((id, initial.join(",")))
 }
 
-/// Runs a membership change, retrying while etcd refuses it for a passing reason: "unhealthy cluster" (with its
-/// default strict reconfiguration check etcd refuses until every voting member has been connected for its health
-/// interval, which a member added or promoted moments ago has not) or "too many learner members" (etcd allows one
-/// learner at a time, so control planes joining in parallel take turns). Upstream kubeadm retries with backoff too.
+/// Why a membership change may succeed when tried again: "unhealthy cluster" (with its default strict
+/// reconfiguration check etcd refuses until every voting member has been connected for its health interval, which
+/// a member added or promoted moments ago has not), "too many learner members" (etcd allows one learner at a time,
+/// so control planes joining in parallel take turns), and a request that timed out or reached a member that cannot
+/// serve it yet (one still starting, or a learner): the next try may reach another member.
+const PASSING: &[&str] = &[
+    "unhealthy cluster",
+    "too many learner members",
+    "Timeout expired",
+    "timed out",
+    "transport error",
+    "Unavailable",
+    "leader changed",
+    "not supported for learner",
+];
+
+/// Runs a membership change, retrying for the [`PASSING`] reasons for up to two minutes, as upstream kubeadm
+/// retries with backoff.
 async fn while_unhealthy<T, F, Fut>(mut op: F) -> Result<T, etcd_client::Error>
 where
     F: FnMut() -> Fut,
@@ -524,9 +550,7 @@ where
         match op().await {
             Err(e)
                 if Instant::now() < deadline
-                    && ["unhealthy cluster", "too many learner members"]
-                        .iter()
-                        .any(|reason| e.to_string().contains(reason)) =>
+                    && PASSING.iter().any(|reason| e.to_string().contains(reason)) =>
             {
                 tracing::debug!(error = %e, "etcd refused a membership change; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
