@@ -223,6 +223,10 @@ struct ConfigFlags {
     /// Choose a specific Kubernetes version for the control plane
     #[arg(long)]
     kubernetes_version: Option<String>,
+    /// Path to a directory that contains files named "target[suffix][+patchtype].extension" (targets: etcd,
+    /// kube-apiserver, kube-controller-manager, kube-scheduler, kubeletconfiguration)
+    #[arg(long)]
+    patches: Option<PathBuf>,
 }
 
 /// `kubeadm init`'s own flags, on top of the configuration flags its phases share.
@@ -319,6 +323,7 @@ impl ConfigFlags {
             service_dns_domain: self.service_dns_domain.clone(),
             node_name: self.node_name.clone(),
             kubernetes_version: self.kubernetes_version.clone(),
+            patches: self.patches.clone(),
             ..base
         };
         let cfg = kubeadm::config::load_init(self.config.as_deref(), &flags, &HostFacts::detect())?;
@@ -894,6 +899,10 @@ struct JoinArgs {
     /// List of phases to be skipped
     #[arg(long, value_delimiter = ',')]
     skip_phases: Vec<String>,
+    /// Path to a directory that contains files named "target[suffix][+patchtype].extension" (targets: etcd,
+    /// kube-apiserver, kube-controller-manager, kube-scheduler, kubeletconfiguration)
+    #[arg(long)]
+    patches: Option<PathBuf>,
     /// The path to the 'real' host root filesystem
     #[arg(long, default_value = "/")]
     rootfs: PathBuf,
@@ -916,6 +925,7 @@ fn join(args: &JoinArgs) -> (Option<String>, anyhow::Result<()>) {
         cri_socket: args.cri_socket.clone(),
         skip_phases: args.skip_phases.clone(),
         ignore_preflight_errors: args.ignore_preflight_errors.clone(),
+        patches: args.patches.clone(),
     };
     let jc = match kubeadm::config::load_join(args.config.as_deref(), &flags) {
         Ok(jc) => jc,
@@ -1022,7 +1032,7 @@ fn reset(force: bool, layout: &Layout, cert_dir: &str, dry_run: bool) -> anyhow:
         std::time::Duration::from_secs(10),
     )?;
     let runtime_dir = layout.host("/var/lib/kubelet/bulwark/containers");
-    let stopped = crate::supervise::stop_all_containers(&runtime_dir);
+    let stopped = kubelet::runtime::stop_all(&runtime_dir, std::time::Duration::from_secs(10));
     println!("[reset] Stopped {stopped} containers");
     let data = layout.host(&etcd_dir);
     if data.exists() {

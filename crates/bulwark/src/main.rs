@@ -12,6 +12,7 @@ mod kubelet_cli;
 mod lb_cli;
 mod scheduler_cli;
 mod supervise;
+mod up_cli;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -94,10 +95,11 @@ enum BulwarkCommand {
     },
     /// TCP load balancer for the API servers.
     Lb(lb_cli::LbArgs),
-    /// Bring up a local HA lab on this machine.
-    Up,
-    /// Tear down the local HA lab.
-    Down,
+    /// Bring up a local HA lab on this machine, without root: 3 control-plane nodes, N workers and the load
+    /// balancer on loopback addresses.
+    Up(up_cli::UpArgs),
+    /// Tear down the local HA lab: stop every process it started and remove its directory.
+    Down(up_cli::DownArgs),
     /// The per-container shim the kubelet starts (internal).
     #[command(hide = true)]
     ContainerShim { dir: PathBuf },
@@ -137,8 +139,8 @@ fn bulwark_command(args: Vec<OsString>) -> ExitCode {
             }
         },
         BulwarkCommand::Lb(args) => lb_cli::main(args),
-        BulwarkCommand::Up => not_built("bulwark up"),
-        BulwarkCommand::Down => not_built("bulwark down"),
+        BulwarkCommand::Up(args) => up_cli::up(args),
+        BulwarkCommand::Down(args) => up_cli::down(args),
         BulwarkCommand::ContainerShim { dir } => kubelet_cli::shim(dir),
         BulwarkCommand::Supervise { pid_file, argv } => supervise::main(&pid_file, &argv),
     }

@@ -1,13 +1,10 @@
 //! `bulwark supervise` (internal): keeps one daemon running where there is no systemd, as `Restart=always` would.
-//! kubeadm's `kubelet-start` starts the kubelet under it; `kubeadm reset` stops it through its pid file. Also the
-//! container clean-up `reset` does after the kubelet is gone.
+//! kubeadm's `kubelet-start` starts the kubelet under it; `kubeadm reset` stops it through its pid file.
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-use kubelet::runtime::{ContainerState, ProcessRuntime, Runtime};
 
 /// Runs `argv` until SIGTERM/SIGINT, restarting it when it exits (back-off 1 s doubling to 10 s, reset after a
 /// minute of good running). The pid file holds the supervisor's pid and is removed on the way out.
@@ -81,26 +78,4 @@ async fn supervise(program: &OsString, args: &[OsString]) -> anyhow::Result<()> 
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-}
-
-/// Stops every container the process runtime under `runtime_dir` knows (SIGTERM, SIGKILL after 10 s) and removes its
-/// state; returns how many there were.
-pub fn stop_all_containers(runtime_dir: &Path) -> usize {
-    let runtime = ProcessRuntime::new(runtime_dir, "bulwark");
-    let attempts = runtime.list();
-    for attempt in &attempts {
-        runtime.stop(attempt, false);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let running = |a| matches!(runtime.state(a), ContainerState::Running { .. });
-    while attempts.iter().any(running) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for attempt in &attempts {
-        if running(attempt) {
-            runtime.stop(attempt, true);
-        }
-        runtime.remove(attempt);
-    }
-    attempts.len()
 }

@@ -127,15 +127,19 @@ fn kubeadm_init_brings_up_a_ready_control_plane_that_real_clients_use_and_reset_
             taints.contains("node-role.kubernetes.io/control-plane"),
             "{taints}"
         );
-        let maps = ok(node.kubectl(kubectl, &["get", "configmaps", "-A"]));
-        for name in [
-            "kubeadm-config",
-            "kubelet-config",
-            "cluster-info",
-            "kube-root-ca.crt",
-        ] {
-            assert!(maps.contains(name), "no ConfigMap {name}:\n{maps}");
-        }
+        // kube-root-ca.crt comes from the controller-manager's publisher, which may start after the pods are ready.
+        eventually(READY, "kubeadm's ConfigMaps and kube-root-ca.crt", || {
+            let maps = ok(node.kubectl(kubectl, &["get", "configmaps", "-A"]));
+            [
+                "kubeadm-config",
+                "kubelet-config",
+                "cluster-info",
+                "kube-root-ca.crt",
+            ]
+            .iter()
+            .all(|name| maps.contains(name))
+            .then_some(())
+        });
     }
     let kubectl = kubectls().pop().unwrap();
     let kubectl = kubectl.as_path();

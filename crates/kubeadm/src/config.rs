@@ -34,6 +34,7 @@ const ALLOWED_WITH_CONFIG: &[&str] = &[
     "upload-certs",
     "feature-gates",
     "print-join-command",
+    "patches",
     "rootfs",
     "v",
 ];
@@ -207,9 +208,16 @@ struct InitConfigurationDoc {
     local_api_endpoint: ApiEndpointDoc,
     certificate_key: Option<String>,
     skip_phases: Vec<String>,
-    patches: serde_yaml::Value,
+    patches: PatchesDoc,
     timeouts: serde_yaml::Value,
     dry_run: Option<bool>,
+}
+
+/// `patches` (v1beta3+): the directory of per-node patches (see [`crate::patches`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct PatchesDoc {
+    directory: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,7 +268,7 @@ struct JoinConfigurationDoc {
     node_registration: NodeRegistrationDoc,
     control_plane: Option<JoinControlPlaneDoc>,
     skip_phases: Vec<String>,
-    patches: serde_yaml::Value,
+    patches: PatchesDoc,
     timeouts: serde_yaml::Value,
     dry_run: Option<bool>,
 }
@@ -384,6 +392,8 @@ pub struct NodeConfig {
     pub certificate_key: Option<String>,
     pub skip_phases: Vec<String>,
     pub bootstrap_tokens: Vec<BootstrapTokenConfig>,
+    /// `--patches` / `patches.directory`: per-node patches of the manifests and the kubelet configuration.
+    pub patches_dir: Option<PathBuf>,
 }
 
 /// Everything `kubeadm init` and its phases need, resolved and validated.
@@ -415,6 +425,7 @@ pub struct InitFlags {
     pub image_repository: Option<String>,
     pub skip_phases: Option<Vec<String>>,
     pub ignore_preflight_errors: Option<Vec<String>>,
+    pub patches: Option<PathBuf>,
 }
 
 impl InitFlags {
@@ -956,6 +967,10 @@ fn resolve(docs: Documents, flags: &InitFlags, host: &HostFacts) -> Result<InitC
             certificate_key,
             skip_phases: flags.skip_phases.clone().unwrap_or(init.skip_phases),
             bootstrap_tokens,
+            patches_dir: flags
+                .patches
+                .clone()
+                .or(non_empty(init.patches.directory).map(PathBuf::from)),
         },
         warnings: docs.warnings,
     })
@@ -1165,6 +1180,8 @@ pub struct JoinConfig {
     pub control_plane: Option<JoinControlPlane>,
     pub skip_phases: Vec<String>,
     pub ignore_preflight_errors: Vec<String>,
+    /// `--patches` / `patches.directory`.
+    pub patches_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1192,6 +1209,7 @@ pub struct JoinFlags {
     pub cri_socket: Option<String>,
     pub skip_phases: Vec<String>,
     pub ignore_preflight_errors: Vec<String>,
+    pub patches: Option<PathBuf>,
 }
 
 /// Reads `--config` (a `JoinConfiguration`) if given, merges the flags and validates, as `kubeadm join` does.
@@ -1371,6 +1389,10 @@ pub fn load_join(config: Option<&Path>, flags: &JoinFlags) -> Result<JoinConfig,
         control_plane,
         skip_phases,
         ignore_preflight_errors: ignore,
+        patches_dir: flags
+            .patches
+            .clone()
+            .or(non_empty(doc.patches.directory).map(PathBuf::from)),
     })
 }
 

@@ -143,12 +143,57 @@ pub fn scheduler_command(cfg: &InitConfig) -> Vec<String> {
     command(SCHEDULER, defaults, &cfg.cluster.scheduler_extra_args)
 }
 
-fn probe(host: &str, path: &str, port: u16, failure: u32, period: u32) -> Value {
+/// What a probe is for; each gets upstream's shape except the startup probe (see [`probe`]).
+#[derive(Clone, Copy)]
+pub(crate) enum ProbeKind {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+/// kubeadm's probes. Liveness and readiness are upstream's (10 s delay, every 10 s, 8 failures; no delay, every
+/// second, 3 failures). The startup probe is not: upstream waits 10 s and then probes every 10 s, so a component
+/// that is up after 2 s is reported Ready only 10-20 s later (readiness and liveness wait for the startup probe).
+/// Here it probes at once and every second, with 240 failures allowed: the same 4 minutes of tolerance as
+/// upstream's wait for the control plane, and Ready within a second of the component answering.
+pub(crate) fn probe_spec(kind: ProbeKind, get: Value) -> Value {
+    let (initial, period, failure) = match kind {
+        ProbeKind::Liveness => (10, 10, 8),
+        ProbeKind::Readiness => (0, 1, 3),
+        ProbeKind::Startup => (0, 1, 240),
+    };
     json!({
         "failureThreshold": failure,
-        "httpGet": {"host": host, "path": path, "port": port, "scheme": "HTTPS"},
-        "initialDelaySeconds": 10, "periodSeconds": period, "timeoutSeconds": 15
+        "httpGet": get,
+        "initialDelaySeconds": initial, "periodSeconds": period, "timeoutSeconds": 15
     })
+}
+
+fn probe(kind: ProbeKind, host: &str, path: &str, port: u16) -> Value {
+    probe_spec(
+        kind,
+        json!({"host": host, "path": path, "port": port, "scheme": "HTTPS"}),
+    )
+}
+
+/// Where a component's health endpoint is, from its `extraArgs` as upstream derives its probe address: the
+/// `bind-address` (loopback when unset or a wildcard) and the `secure-port` (the component's default when unset).
+pub fn health_endpoint(extra: &[(String, String)], default_port: u16) -> (String, u16) {
+    let arg = |name: &str| {
+        extra
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let host = match arg("bind-address").map(str::parse::<std::net::IpAddr>) {
+        Some(Ok(ip)) if !ip.is_unspecified() => ip.to_string(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let port = arg("secure-port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default_port);
+    (host, port)
 }
 
 fn host_path(name: &str, path: &str, kind: &str, read_only: bool) -> (Value, Value) {
@@ -160,6 +205,21 @@ fn host_path(name: &str, path: &str, kind: &str, read_only: bool) -> (Value, Val
         json!({"hostPath": {"path": path, "type": kind}, "name": name}),
         mount,
     )
+}
+
+/// [`health_endpoint`] of `component` from its manifest on disk (after patches), from the flags of its command.
+pub fn health_endpoint_on_disk(layout: &Layout, component: &str, default_port: u16) -> (String, u16) {
+    let path = layout.host(format!("{MANIFESTS_DIR}/{component}.yaml"));
+    let args: Vec<(String, String)> = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<Value>(&text).ok())
+        .and_then(|pod| pod["spec"]["containers"][0]["command"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.as_str()?.strip_prefix("--")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    health_endpoint(&args, default_port)
 }
 
 /// The static pod of one control-plane component, shaped like kubeadm's.
@@ -177,9 +237,12 @@ pub fn manifest(cfg: &InitConfig, component: &str) -> Result<String, Error> {
                 apiserver_command(cfg),
                 "250m",
                 [
-                    ("livenessProbe", probe(&host, "/livez", port, 8, 10)),
-                    ("readinessProbe", probe(&host, "/readyz", port, 3, 1)),
-                    ("startupProbe", probe(&host, "/livez", port, 24, 10)),
+                    ("livenessProbe", probe(ProbeKind::Liveness, &host, "/livez", port)),
+                    (
+                        "readinessProbe",
+                        probe(ProbeKind::Readiness, &host, "/readyz", port),
+                    ),
+                    ("startupProbe", probe(ProbeKind::Startup, &host, "/livez", port)),
                 ],
                 json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint":
                     join_host_port(&host, port)}),
@@ -192,19 +255,20 @@ pub fn manifest(cfg: &InitConfig, component: &str) -> Result<String, Error> {
                 "FileOrCreate",
                 true,
             ));
+            let (host, port) = health_endpoint(
+                &cfg.cluster.controller_manager_extra_args,
+                CONTROLLER_MANAGER_PORT,
+            );
             (
                 controller_manager_command(cfg),
                 "200m",
                 [
                     (
                         "livenessProbe",
-                        probe("127.0.0.1", "/healthz", CONTROLLER_MANAGER_PORT, 8, 10),
+                        probe(ProbeKind::Liveness, &host, "/healthz", port),
                     ),
                     ("readinessProbe", Value::Null),
-                    (
-                        "startupProbe",
-                        probe("127.0.0.1", "/healthz", CONTROLLER_MANAGER_PORT, 24, 10),
-                    ),
+                    ("startupProbe", probe(ProbeKind::Startup, &host, "/healthz", port)),
                 ],
                 Value::Null,
             )
@@ -216,22 +280,17 @@ pub fn manifest(cfg: &InitConfig, component: &str) -> Result<String, Error> {
                 "FileOrCreate",
                 true,
             )];
+            let (host, port) = health_endpoint(&cfg.cluster.scheduler_extra_args, SCHEDULER_PORT);
             (
                 scheduler_command(cfg),
                 "100m",
                 [
-                    (
-                        "livenessProbe",
-                        probe("127.0.0.1", "/livez", SCHEDULER_PORT, 8, 10),
-                    ),
+                    ("livenessProbe", probe(ProbeKind::Liveness, &host, "/livez", port)),
                     (
                         "readinessProbe",
-                        probe("127.0.0.1", "/readyz", SCHEDULER_PORT, 3, 1),
+                        probe(ProbeKind::Readiness, &host, "/readyz", port),
                     ),
-                    (
-                        "startupProbe",
-                        probe("127.0.0.1", "/livez", SCHEDULER_PORT, 24, 10),
-                    ),
+                    ("startupProbe", probe(ProbeKind::Startup, &host, "/livez", port)),
                 ],
                 Value::Null,
             )
@@ -295,7 +354,12 @@ pub fn run(cfg: &InitConfig, layout: &Layout, which: &str, out: &mut dyn Write) 
             out,
             format_args!("[control-plane] Creating static Pod manifest for {component:?}"),
         )?;
-        let text = manifest(cfg, component)?;
+        let text = crate::patches::apply(
+            cfg.node.patches_dir.as_deref(),
+            component,
+            &manifest(cfg, component)?,
+            out,
+        )?;
         pki::write_private(
             &layout.host(format!("{MANIFESTS_DIR}/{component}.yaml")),
             text.as_bytes(),

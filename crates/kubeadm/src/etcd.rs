@@ -2,6 +2,7 @@
 //! (TLS on client and peer ports with the `etcd/*` certificates) overridden by `etcd.local.extraArgs`.
 
 use crate::config::{Etcd, InitConfig, join_host_port};
+use crate::controlplane::ProbeKind;
 use crate::{Error, Layout};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -59,6 +60,31 @@ pub fn command(cfg: &InitConfig) -> Result<Vec<String>, Error> {
     Ok(command)
 }
 
+/// Where the probes reach etcd, from the first of its `--listen-metrics-urls` as upstream derives it (a wildcard
+/// host is probed on loopback).
+fn metrics_endpoint(command: &[String]) -> (String, u16, &'static str) {
+    let url = command
+        .iter()
+        .find_map(|a| a.strip_prefix("--listen-metrics-urls="))
+        .and_then(|urls| urls.split(',').next())
+        .unwrap_or_default();
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("https", rest)) => ("HTTPS", rest),
+        Some((_, rest)) => ("HTTP", rest),
+        None => ("HTTP", url),
+    };
+    match crate::config::split_host_port(rest.trim_end_matches('/')) {
+        Ok((host, port)) => {
+            let host = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+                _ => host,
+            };
+            (host, port.unwrap_or(METRICS_PORT), scheme)
+        }
+        Err(_) => ("127.0.0.1".to_string(), METRICS_PORT, "HTTP"),
+    }
+}
+
 /// The static pod, shaped like kubeadm's `etcd.yaml`.
 pub fn manifest(cfg: &InitConfig) -> Result<String, Error> {
     let Etcd::Local(local) = &cfg.cluster.etcd else {
@@ -73,12 +99,12 @@ pub fn manifest(cfg: &InitConfig) -> Result<String, Error> {
         .unwrap_or_default()
         .to_string();
     let etcd_certs = format!("{}/etcd", cfg.cluster.certificates_dir.trim_end_matches('/'));
-    let probe = |path: &str, failure: u32| {
-        json!({
-            "failureThreshold": failure,
-            "httpGet": {"host": "127.0.0.1", "path": path, "port": METRICS_PORT, "scheme": "HTTP"},
-            "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 15
-        })
+    let (host, port, scheme) = metrics_endpoint(&command);
+    let probe = |kind, path: &str| {
+        crate::controlplane::probe_spec(
+            kind,
+            json!({"host": host, "path": path, "port": port, "scheme": scheme}),
+        )
     };
     let image = format!(
         "{}/etcd:{}",
@@ -104,9 +130,9 @@ pub fn manifest(cfg: &InitConfig) -> Result<String, Error> {
                 "imagePullPolicy": "IfNotPresent",
                 // Upstream probes /livez and /readyz, which etcd has only since 3.5.11; Debian's etcd is 3.4, so
                 // these are the /health forms kubeadm used before, answered by every etcd since 3.4.
-                "livenessProbe": probe("/health?exclude=NOSPACE&serializable=true", 8),
-                "readinessProbe": probe("/health?serializable=false", 3),
-                "startupProbe": probe("/health?exclude=NOSPACE&serializable=true", 24),
+                "livenessProbe": probe(ProbeKind::Liveness, "/health?exclude=NOSPACE&serializable=true"),
+                "readinessProbe": probe(ProbeKind::Readiness, "/health?serializable=false"),
+                "startupProbe": probe(ProbeKind::Startup, "/health?exclude=NOSPACE&serializable=true"),
                 "name": "etcd",
                 "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}},
                 "volumeMounts": [
@@ -141,7 +167,12 @@ pub fn run_local(cfg: &InitConfig, layout: &Layout, out: &mut dyn Write) -> Resu
         })?;
         return Ok(());
     }
-    let text = manifest(cfg)?;
+    let text = crate::patches::apply(
+        cfg.node.patches_dir.as_deref(),
+        crate::patches::ETCD,
+        &manifest(cfg)?,
+        out,
+    )?;
     let path = layout.host(format!("{MANIFESTS_DIR}/etcd.yaml"));
     // The data directory must exist and be private before etcd starts, as kubeadm's preflight ensures.
     if let Etcd::Local(local) = &cfg.cluster.etcd {

@@ -109,8 +109,8 @@ async fn kubeconfig_client(
     })
 }
 
-async fn tcp_ready(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+async fn tcp_ready(host: &str, port: u16) -> bool {
+    tokio::net::TcpStream::connect((host, port)).await.is_ok()
 }
 
 pub(crate) async fn kubelet_healthy(layout: &Layout) -> bool {
@@ -118,13 +118,12 @@ pub(crate) async fn kubelet_healthy(layout: &Layout) -> bool {
     if crate::daemon::running_pid(&kubelet::pid_file(layout)).is_none() {
         return false;
     }
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", kubelet::HEALTHZ_PORT)).await else {
+    let (host, port) = kubelet::healthz_endpoint(layout);
+    let Ok(mut s) = tokio::net::TcpStream::connect((host.as_str(), port)).await else {
         return false;
     };
-    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .is_err()
-    {
+    let request = format!("GET /healthz HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    if s.write_all(request.as_bytes()).await.is_err() {
         return false;
     }
     let mut buf = Vec::new();
@@ -146,11 +145,12 @@ pub async fn wait_control_plane(
             "[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods from directory {MANIFESTS_DIR:?}"
         ),
     )?;
+    let (kubelet_host, kubelet_port) = kubelet::healthz_endpoint(layout);
     say(
         out,
         format_args!(
-            "[kubelet-check] Waiting for a healthy kubelet at http://127.0.0.1:{}/healthz. This can take up to {limit}",
-            kubelet::HEALTHZ_PORT
+            "[kubelet-check] Waiting for a healthy kubelet at http://{}/healthz. This can take up to {limit}",
+            crate::config::join_host_port(&kubelet_host, kubelet_port)
         ),
     )?;
     let start = Instant::now();
@@ -192,16 +192,26 @@ pub async fn wait_control_plane(
             cfg.local_url()
         ),
     )?;
+    // The addresses the manifests on disk give, patches included, as upstream's check reads them.
+    let (cm_host, cm_port) = controlplane::health_endpoint_on_disk(
+        layout,
+        controlplane::CONTROLLER_MANAGER,
+        CONTROLLER_MANAGER_PORT,
+    );
+    let (sched_host, sched_port) =
+        controlplane::health_endpoint_on_disk(layout, controlplane::SCHEDULER, SCHEDULER_PORT);
     say(
         out,
         format_args!(
-            "[control-plane-check] Checking kube-controller-manager at https://127.0.0.1:{CONTROLLER_MANAGER_PORT}/healthz"
+            "[control-plane-check] Checking kube-controller-manager at https://{}/healthz",
+            crate::config::join_host_port(&cm_host, cm_port)
         ),
     )?;
     say(
         out,
         format_args!(
-            "[control-plane-check] Checking kube-scheduler at https://127.0.0.1:{SCHEDULER_PORT}/livez"
+            "[control-plane-check] Checking kube-scheduler at https://{}/livez",
+            crate::config::join_host_port(&sched_host, sched_port)
         ),
     )?;
     let client = admin_client(cfg, layout, true).await?;
@@ -211,8 +221,8 @@ pub async fn wait_control_plane(
         for component in pending {
             let healthy = match component {
                 "kube-apiserver" => client.apiserver_version().await.is_ok(),
-                "kube-controller-manager" => tcp_ready(CONTROLLER_MANAGER_PORT).await,
-                _ => tcp_ready(SCHEDULER_PORT).await,
+                "kube-controller-manager" => tcp_ready(&cm_host, cm_port).await,
+                _ => tcp_ready(&sched_host, sched_port).await,
             };
             if healthy {
                 say(

@@ -247,6 +247,7 @@ async fn cluster_config(
     };
     let mut cfg = crate::config::parse_init("the kubeadm-config ConfigMap", &text, &flags, host)?;
     cfg.node.kubelet_extra_args = jc.kubelet_extra_args.clone();
+    cfg.node.patches_dir = jc.patches_dir.clone();
     Ok(cfg)
 }
 
@@ -375,7 +376,16 @@ pub async fn remove_etcd_member(layout: &Layout, cert_dir: &str, out: &mut dyn W
     else {
         return Ok(false);
     };
-    let local = format!("https://127.0.0.1:{}", crate::etcd::CLIENT_PORT);
+    // The member's own client URL, which it listens on whatever patches changed about loopback.
+    let local = text
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '"' || c == '\'')
+                .strip_prefix("--advertise-client-urls=")
+        })
+        .and_then(|urls| urls.split(',').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("https://127.0.0.1:{}", crate::etcd::CLIENT_PORT));
     let mut etcd = etcd_client_with(cert_dir, layout, &[local]).await?;
     let members = etcd
         .member_list()
@@ -469,26 +479,38 @@ async fn add_etcd_member(
         .await
         .map_err(|e| usage(format!("removing the stale etcd member {id:x}: {e}")))?;
     }
-    let added = while_unhealthy(|| {
+    // A proposal whose answer timed out may still have been applied: a member with this peer URL found on a retry
+    // is the one this join added, not a stale one.
+    let (id, members) = while_unhealthy(|| {
         let (mut etcd, url) = (etcd.clone(), peer_url.clone());
         async move {
+            let listed = etcd.member_list().await?;
+            let peers = |members: &[etcd_client::Member]| -> Vec<(u64, String, Option<String>)> {
+                members
+                    .iter()
+                    .map(|m| (m.id(), m.name().to_string(), m.peer_urls().first().cloned()))
+                    .collect()
+            };
+            if let Some(own) = listed
+                .members()
+                .iter()
+                .find(|m| m.peer_urls().iter().any(|u| u == &url))
+            {
+                return Ok((own.id(), peers(listed.members())));
+            }
             let learner = etcd_client::MemberAddOptions::new().with_is_learner();
-            etcd.member_add([url], Some(learner)).await
+            let added = etcd.member_add([url], Some(learner)).await?;
+            let id = added.member().map(|m| m.id()).unwrap_or_default();
+            Ok((id, peers(added.member_list())))
         }
     })
     .await
     .map_err(|e| usage(format!("adding etcd member {peer_url}: {e}")))?;
-    let id = added.member().map(|m| m.id()).unwrap_or_default();
-    let mut initial: Vec<String> = added
-        .member_list()
-        .iter()
-        .filter_map(|m| {
-            let name = if m.id() == id {
-                cfg.node.name.clone()
-            } else {
-                m.name().to_string()
-            };
-            let url = m.peer_urls().first()?;
+    let mut initial: Vec<String> = members
+        .into_iter()
+        .filter_map(|(member, name, url)| {
+            let name = if member == id { cfg.node.name.clone() } else { name };
+            let url = url?;
             (!name.is_empty()).then(|| format!("{name}={url}"))
         })
         .collect();
@@ -500,18 +522,36 @@ async fn add_etcd_member(
     Ok((id, initial.join(",")))
 }
 
-/// Runs a membership change, retrying while etcd refuses it as "unhealthy cluster": etcd (with its default strict
-/// reconfiguration check) refuses until every voting member has been connected for its health interval, which a
-/// member added or promoted moments ago has not. Upstream kubeadm retries with backoff too.
+/// Why a membership change may succeed when tried again: "unhealthy cluster" (with its default strict
+/// reconfiguration check etcd refuses until every voting member has been connected for its health interval, which
+/// a member added or promoted moments ago has not), "too many learner members" (etcd allows one learner at a time,
+/// so control planes joining in parallel take turns), and a request that timed out or reached a member that cannot
+/// serve it yet (one still starting, or a learner): the next try may reach another member.
+const PASSING: &[&str] = &[
+    "unhealthy cluster",
+    "too many learner members",
+    "Timeout expired",
+    "timed out",
+    "transport error",
+    "Unavailable",
+    "leader changed",
+    "not supported for learner",
+];
+
+/// Runs a membership change, retrying for the [`PASSING`] reasons for up to two minutes, as upstream kubeadm
+/// retries with backoff.
 async fn while_unhealthy<T, F, Fut>(mut op: F) -> Result<T, etcd_client::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match op().await {
-            Err(e) if Instant::now() < deadline && e.to_string().contains("unhealthy cluster") => {
+            Err(e)
+                if Instant::now() < deadline
+                    && PASSING.iter().any(|reason| e.to_string().contains(reason)) =>
+            {
                 tracing::debug!(error = %e, "etcd refused a membership change; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -730,11 +770,12 @@ pub async fn run(
 }
 
 async fn wait_kubelet(layout: &Layout, timeout: Duration, out: &mut dyn Write) -> Result<(), Error> {
+    let (host, port) = kubelet::healthz_endpoint(layout);
     say(
         out,
         format_args!(
-            "[kubelet-check] Waiting for a healthy kubelet at http://127.0.0.1:{}/healthz. This can take up to {}s",
-            kubelet::HEALTHZ_PORT,
+            "[kubelet-check] Waiting for a healthy kubelet at http://{}/healthz. This can take up to {}s",
+            crate::config::join_host_port(&host, port),
             timeout.as_secs()
         ),
     )?;

@@ -87,6 +87,28 @@ volumeStatsAggPeriod: 0s
     )
 }
 
+/// Where the kubelet's healthz endpoint is, from its configuration on disk (patches included): its
+/// `healthzBindAddress` (loopback when unset or a wildcard) and `healthzPort`.
+pub fn healthz_endpoint(layout: &Layout) -> (String, u16) {
+    let config: serde_yaml::Value = std::fs::read_to_string(layout.host(CONFIG_FILE))
+        .ok()
+        .and_then(|text| serde_yaml::from_str(&text).ok())
+        .unwrap_or_default();
+    let host = match config["healthzBindAddress"]
+        .as_str()
+        .map(str::parse::<std::net::IpAddr>)
+    {
+        Some(Ok(ip)) if !ip.is_unspecified() => ip.to_string(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let port = config["healthzPort"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .unwrap_or(HEALTHZ_PORT);
+    (host, port)
+}
+
 /// The per-node flags kubeadm puts in `kubeadm-flags.env`.
 pub fn flags(cfg: &InitConfig, hostname: &str) -> Vec<String> {
     let mut flags = vec![format!("--node-ip={}", cfg.node.advertise_address)];
@@ -117,7 +139,13 @@ pub fn write_files(
         out,
         format_args!("[kubelet-start] Writing kubelet configuration to file {CONFIG_FILE:?}"),
     )?;
-    pki::write_public(&layout.host(CONFIG_FILE), config_yaml(cfg).as_bytes())?;
+    let config = crate::patches::apply(
+        cfg.node.patches_dir.as_deref(),
+        crate::patches::KUBELET_CONFIGURATION,
+        &config_yaml(cfg),
+        out,
+    )?;
+    pki::write_public(&layout.host(CONFIG_FILE), config.as_bytes())?;
     Ok(())
 }
 

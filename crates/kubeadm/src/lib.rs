@@ -7,6 +7,7 @@
 //! - [`kubeconfig`]: `init phase kubeconfig`.
 //! - [`expiration`]: `certs check-expiration` and `certs renew`.
 //! - [`etcd`]: `init phase etcd local`, the static pod manifest of a local etcd member.
+//! - [`patches`]: `--patches DIR`, per-node patches of the manifests and the kubelet configuration.
 //!
 //! Every path is a *logical* path (`/etc/kubernetes/pki`) that a [`Layout`] maps below `--rootfs`, so several
 //! nodes can live on one machine and messages show the paths a user of kubeadm expects. Output goes to a
@@ -23,6 +24,7 @@ pub mod join;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod online;
+pub mod patches;
 pub mod preflight;
 
 use std::path::{Path, PathBuf};

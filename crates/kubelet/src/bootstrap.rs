@@ -70,8 +70,12 @@ pub async fn bootstrap(
         "node-csr-{}",
         &hex::encode(Sha256::digest(key.public_key_der()))[..20]
     );
-    let client = client::from_kubeconfig(bootstrap_kubeconfig).await?;
-    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let mut config = client::config_from_kubeconfig(bootstrap_kubeconfig).await?;
+    // A request that reaches an API server whose etcd stalls (a member joining, a busy disk) would otherwise hang for
+    // kube's default read timeout of minutes; bootstrap gives up on it after seconds and asks again.
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(10));
+    let csrs: Api<CertificateSigningRequest> = Api::all(kube::Client::try_from(config)?);
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -85,10 +89,38 @@ pub async fn bootstrap(
         },
         status: None,
     };
-    csrs.create(&PostParams::default(), &csr).await?;
+    let pause = |name: &str| {
+        let name = name.to_string();
+        async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => Err(BootstrapError::Cancelled(name)),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => Ok(()),
+            }
+        }
+    };
+    loop {
+        match csrs.create(&PostParams::default(), &csr).await {
+            // 409: an earlier try that timed out was created after all; the request is the same.
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 409 => break,
+            Err(e) if retriable(&e) => {
+                tracing::warn!(csr = %name, error = %e, "creating the certificate signing request failed; retrying");
+                pause(&name).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     tracing::info!(csr = %name, "waiting for the client certificate to be approved and issued");
     let cert = loop {
-        if let Some(current) = csrs.get_opt(&name).await? {
+        let current = match csrs.get_opt(&name).await {
+            Ok(current) => current,
+            Err(e) if retriable(&e) => {
+                tracing::warn!(csr = %name, error = %e, "reading the certificate signing request failed; retrying");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(current) = current {
             let status = current.status.unwrap_or_default();
             for c in status.conditions.iter().flatten() {
                 if (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True" {
@@ -103,10 +135,7 @@ pub async fn bootstrap(
                 break pki::Certificate::from_pem(&String::from_utf8_lossy(&issued.0))?;
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Err(BootstrapError::Cancelled(name)),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
+        pause(&name).await?;
     };
     std::fs::create_dir_all(pki_dir).map_err(|source| BootstrapError::Io {
         path: pki_dir.to_path_buf(),
@@ -115,6 +144,14 @@ pub async fn bootstrap(
     pki::write_private(&pem_path, format!("{}{}", cert.pem(), key.to_pem()?).as_bytes())?;
     tracing::info!(path = %pem_path.display(), "kubelet client certificate issued");
     write_kubeconfig(kubeconfig, &server, &ca, &cert, &key)
+}
+
+/// Failures another try may not see: no answer (timeouts, connections), or the server's 429 and 5xx.
+fn retriable(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
 }
 
 /// A client from a kubeconfig whose file references (`client-certificate: /var/lib/kubelet/pki/...`) are paths of

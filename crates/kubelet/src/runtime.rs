@@ -252,3 +252,26 @@ fn recently_created(dir: &Path) -> bool {
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age.as_secs() < 5)
 }
+
+/// Stops every container the process runtime under `runtime_dir` knows (SIGTERM, SIGKILL after `grace`) and
+/// removes its state; returns how many there were. For `kubeadm reset` and `bulwark down`, once the kubelet is
+/// gone (a running kubelet would start them again).
+pub fn stop_all(runtime_dir: &Path, grace: std::time::Duration) -> usize {
+    let runtime = ProcessRuntime::new(runtime_dir, "bulwark");
+    let attempts = runtime.list();
+    for attempt in &attempts {
+        runtime.stop(attempt, false);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    let running = |a| matches!(runtime.state(a), ContainerState::Running { .. });
+    while attempts.iter().any(running) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for attempt in &attempts {
+        if running(attempt) {
+            runtime.stop(attempt, true);
+        }
+        runtime.remove(attempt);
+    }
+    attempts.len()
+}

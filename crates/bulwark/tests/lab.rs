@@ -1,0 +1,196 @@
+//! `bulwark up` / `bulwark down`: the local HA lab on loopback addresses, seen through real kubectl with the
+//! kubeconfig `up` prints, and gone without a trace after `down`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{bulwark, eventually, kubectls, ok, text};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// Runs `bulwark down` if the test stops before it did.
+struct Lab(PathBuf);
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = Command::new(bulwark())
+                .arg("down")
+                .arg("--dir")
+                .arg(&self.0)
+                .output();
+        }
+    }
+}
+
+/// A prefix of 127/8 no other test run uses at the same time.
+fn unique_prefix() -> String {
+    format!("127.1.{}", 1 + std::process::id() % 250)
+}
+
+fn kubectl(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The processes whose command line names `dir`, and all their descendants (the load balancer behind its
+/// supervisor, the containers behind their shims).
+fn lab_processes(dir: &Path) -> BTreeSet<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut found: BTreeSet<u32> = all
+        .iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect();
+    loop {
+        let more: Vec<u32> = all
+            .iter()
+            .copied()
+            .filter(|pid| !found.contains(pid) && parent_of(*pid).is_some_and(|p| found.contains(&p)))
+            .collect();
+        if more.is_empty() {
+            return found;
+        }
+        found.extend(more);
+    }
+}
+
+#[test]
+fn up_brings_three_control_planes_and_a_worker_to_ready_for_real_kubectl_and_down_leaves_no_process_or_dir() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lab");
+    let _lab = Lab(dir.clone());
+    let start = Instant::now();
+    let out = ok(Command::new(bulwark())
+        .args(["up", "--workers", "1", "--prefix", &unique_prefix(), "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap());
+    eprintln!("bulwark up took {:.1}s:\n{out}", start.elapsed().as_secs_f64());
+    let kubeconfig = dir.join("admin.conf");
+    assert!(
+        out.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "{out}"
+    );
+    assert!(out.contains("[lab] 4 nodes Ready"), "{out}");
+
+    for kubectl_bin in kubectls() {
+        let k = |args: &[&str]| kubectl(&kubectl_bin, &kubeconfig, args);
+        eventually(SETTLE, "four Ready nodes", || {
+            let nodes = text(&k(&["get", "nodes", "--no-headers"]).stdout);
+            let ready: BTreeSet<&str> = nodes
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            (ready == BTreeSet::from(["cp-1", "cp-2", "cp-3", "worker-1"])).then_some(())
+        });
+        eventually(SETTLE, "three kube-apiserver pods Running", || {
+            let pods = text(&k(&["get", "pods", "-n", "kube-system", "--no-headers"]).stdout);
+            let running = pods
+                .lines()
+                .filter(|l| {
+                    l.starts_with("kube-apiserver-cp-") && l.split_whitespace().nth(2) == Some("Running")
+                })
+                .count();
+            (running == 3).then_some(())
+        });
+    }
+
+    let kubectl_bin = kubectls().pop().unwrap();
+    let k = |args: &[&str]| kubectl(&kubectl_bin, &kubeconfig, args);
+    ok(k(&[
+        "create",
+        "deployment",
+        "lab-web",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ]));
+    eventually(SETTLE, "the Deployment rolled out", || {
+        let available = text(
+            &k(&[
+                "get",
+                "deployment",
+                "lab-web",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ])
+            .stdout,
+        );
+        (available.trim() == "2").then_some(())
+    });
+
+    let processes = lab_processes(&dir);
+    // Per node a supervisor and its kubelet, per control plane four containers with their shims, two pods on the
+    // worker, and the load balancer with its supervisor.
+    assert!(processes.len() >= 2 * 4 + 3 * 8 + 2 * 2 + 2, "{processes:?}");
+    let out = ok(Command::new(bulwark())
+        .arg("down")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap());
+    assert!(out.contains("Stopped 4 kubelets"), "{out}");
+    let left: Vec<u32> = processes.into_iter().filter(|p| is_alive(*p)).collect();
+    assert!(left.is_empty(), "still running after down: {left:?}");
+    assert!(!dir.exists(), "{} is still there", dir.display());
+}
+
+#[test]
+fn up_refuses_a_directory_that_is_not_a_lab_and_down_leaves_it_alone() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("notes.txt"), "mine").unwrap();
+    let up = Command::new(bulwark())
+        .args(["up", "--prefix", &unique_prefix(), "--dir"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(!up.status.success());
+    assert!(
+        text(&up.stderr).contains("is not a lab directory"),
+        "{}",
+        text(&up.stderr)
+    );
+    let down = Command::new(bulwark())
+        .arg("down")
+        .arg("--dir")
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
+    assert!(work.path().join("notes.txt").exists());
+}
