@@ -152,7 +152,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let result = runtime.block_on(async {
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::wait_for_signal().await;
             tracing::info!("signal received, shutting down");
             signal.cancel();
         });
@@ -163,21 +163,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Err(e) => {
             eprintln!("kube-apiserver: {e}");
             ExitCode::from(1)
-        }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -79,21 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     opts.success_threshold = cli.cluster_health_check_success_threshold.max(1);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let signals = shutdown.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                tracing::info!("shutting down");
-                signals.cancel();
-            }
-        });
+        let shutdown = crate::shutdown_on_signal();
         let file = kube::config::Kubeconfig::read_from(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let options = kube::config::KubeConfigOptions {

@@ -254,18 +254,7 @@ fn run(cli: Kubelet) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        let signals = shutdown.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                signals.cancel();
-            }
-        });
+        let shutdown = crate::shutdown_on_signal();
         if let Some(addr) = settings.healthz {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {

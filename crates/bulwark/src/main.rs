@@ -63,6 +63,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Waits for SIGTERM or SIGINT (Ctrl-C where the handlers cannot be installed): how every long-running personality
+/// learns to stop.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// A shutdown token cancelled by SIGTERM or SIGINT. Call inside the runtime.
+pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let signals = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signals.cancel();
+    });
+    token
+}
+
 fn not_built(personality: &str) -> ExitCode {
     eprintln!(
         "{personality}: this personality is not built yet in bulwark {}; nothing was started",

@@ -179,19 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let signals = shutdown.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                tracing::info!("shutting down");
-                signals.cancel();
-            }
-        });
+        let shutdown = crate::shutdown_on_signal();
         if cli.secure_port != 0 {
             client::health::serve(SocketAddr::new(cli.bind_address, cli.secure_port), shutdown.clone()).await?;
         }
