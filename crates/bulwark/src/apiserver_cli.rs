@@ -34,6 +34,10 @@ struct Args {
     etcd_certfile: Option<PathBuf>,
     #[arg(long)]
     etcd_keyfile: Option<PathBuf>,
+    /// `etcd3` (upstream's only value) or bulwark's embedded `sqlite`; by default `etcd3` when --etcd-servers are
+    /// given and `sqlite` otherwise.
+    #[arg(long)]
+    storage_backend: Option<String>,
     /// bulwark: where the embedded SQLite store lives when no --etcd-servers are given.
     #[arg(long, default_value = "/var/lib/bulwark/apiserver")]
     storage_dir: PathBuf,
@@ -168,7 +172,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 }
 
 fn config_from(a: Args) -> anyhow::Result<ServerConfig> {
-    let storage = if a.etcd_servers.is_empty() {
+    let embedded = match (a.storage_backend.as_deref(), a.etcd_servers.is_empty()) {
+        (Some("sqlite"), false) => {
+            anyhow::bail!("--storage-backend=sqlite keeps the data in --storage-dir: drop --etcd-servers")
+        }
+        (Some("etcd3"), true) => anyhow::bail!("--storage-backend=etcd3 needs --etcd-servers"),
+        (Some(other), _) if other != "sqlite" && other != "etcd3" => {
+            anyhow::bail!("--storage-backend={other:?}: the storage backends are etcd3 and sqlite")
+        }
+        (_, empty) => empty,
+    };
+    let storage = if embedded {
         StorageConfig::Sqlite(a.storage_dir.join("state.db"))
     } else {
         let mut cfg = store::EtcdConfig::new(a.etcd_servers.iter().map(String::as_str));

@@ -160,7 +160,7 @@ pub fn leaf_spec(def: &CertDef, cfg: &InitConfig) -> Result<CertSpec, Error> {
     };
     let local = match &cfg.cluster.etcd {
         Etcd::Local(local) => Some(local),
-        Etcd::External(_) => None,
+        Etcd::External(_) | Etcd::Embedded => None,
     };
     Ok(match def.name {
         "apiserver" => {
@@ -502,7 +502,12 @@ pub fn plan(cfg: &InitConfig, layout: &Layout, names: &[&str], now: SystemTime) 
         steps: Vec::new(),
         messages: Vec::new(),
     };
-    let external = matches!(cfg.cluster.etcd, Etcd::External(_));
+    // etcd's certificates exist only where kubeadm runs etcd itself.
+    let no_local_etcd = !matches!(cfg.cluster.etcd, Etcd::Local(_));
+    let mode = match cfg.cluster.etcd {
+        Etcd::Embedded => "Embedded store mode",
+        _ => "External etcd mode",
+    };
     let mut defs = Vec::new();
     for name in names {
         defs.push(find(name).ok_or_else(|| Error::Usage(format!("unknown certificate {name:?}")))?);
@@ -517,20 +522,18 @@ pub fn plan(cfg: &InitConfig, layout: &Layout, names: &[&str], now: SystemTime) 
     let wanted: Vec<&CertDef> = defs
         .iter()
         .copied()
-        .filter(|d| !(d.local_etcd_only && external))
+        .filter(|d| !(d.local_etcd_only && no_local_etcd))
         .collect();
     planner.keys = KeyPair::generate_many(cfg.cluster.encryption_algorithm, planner.keys_needed(&wanted))?;
     for def in defs {
-        if def.local_etcd_only && external {
+        if def.local_etcd_only && no_local_etcd {
             let what = if def.role == Role::Authority {
                 "certificate authority"
             } else {
                 "certificate"
             };
-            plan.messages.push(format!(
-                "[certs] External etcd mode: Skipping {} {what} generation",
-                def.base
-            ));
+            plan.messages
+                .push(format!("[certs] {mode}: Skipping {} {what} generation", def.base));
             continue;
         }
         match def.role {

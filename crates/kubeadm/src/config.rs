@@ -312,7 +312,13 @@ struct JoinControlPlaneDoc {
 pub enum Etcd {
     Local(LocalEtcd),
     External(ExternalEtcd),
+    /// bulwark's single-node mode: the API server keeps the cluster in its embedded SQLite store
+    /// (`apiServer.extraArgs: storage-backend: sqlite`), so there is no etcd to run, certify or join.
+    Embedded,
 }
+
+/// The `kube-apiserver --storage-backend` value that selects bulwark's embedded store (upstream knows `etcd3`).
+pub const EMBEDDED_STORAGE_BACKEND: &str = "sqlite";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalEtcd {
@@ -720,6 +726,28 @@ fn resolve(docs: Documents, flags: &InitFlags, host: &HostFacts) -> Result<InitC
                 image_tag: local.image_tag,
             })
         }
+    };
+
+    let embedded = cluster
+        .api_server
+        .extra_args
+        .clone()
+        .into_args()
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "storage-backend")
+        .is_some_and(|(_, v)| v == EMBEDDED_STORAGE_BACKEND);
+    let etcd = match etcd {
+        Etcd::External(_) if embedded => {
+            errors.push(field_error(
+                "ClusterConfiguration.apiServer.extraArgs.storage-backend",
+                EMBEDDED_STORAGE_BACKEND,
+                "the embedded store and etcd.external are mutually exclusive",
+            ));
+            etcd
+        }
+        _ if embedded => Etcd::Embedded,
+        etcd => etcd,
     };
 
     let service_subnet = non_empty(flags.service_cidr.clone().or(cluster.networking.service_subnet))
@@ -1437,6 +1465,8 @@ pub fn cluster_configuration_yaml(cfg: &InitConfig) -> Result<String, crate::Err
         Etcd::External(e) => json!({"external": {
             "endpoints": e.endpoints, "caFile": e.ca_file, "certFile": e.cert_file, "keyFile": e.key_file
         }}),
+        // Selected by the API server's storage-backend argument, which is written with it.
+        Etcd::Embedded => json!({}),
     };
     let mut networking = json!({"dnsDomain": c.dns_domain, "serviceSubnet": c.service_subnet});
     if let Some(pods) = &c.pod_subnet {
@@ -1608,6 +1638,34 @@ networking:
         );
         assert_eq!(cfg.cluster.pod_subnet.as_deref(), Some("10.244.0.0/16"));
         assert!(cfg.node.certificate_key.is_some());
+    }
+
+    #[test]
+    fn storage_backend_sqlite_selects_the_embedded_store_which_survives_the_kubeadm_config_round_trip() {
+        let text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  extraArgs:\n  - name: storage-backend\n    value: sqlite\n";
+        let cfg = load_text(text, &InitFlags::default()).unwrap();
+        assert_eq!(cfg.cluster.etcd, Etcd::Embedded);
+        let stored = cluster_configuration_yaml(&cfg).unwrap();
+        let again = load_text(&stored, &InitFlags::default()).unwrap();
+        assert_eq!(again.cluster.etcd, Etcd::Embedded, "{stored}");
+
+        let apiserver = crate::controlplane::apiserver_command(&cfg);
+        assert!(apiserver.contains(&"--storage-dir=/var/lib/bulwark/apiserver".to_string()));
+        assert!(
+            !apiserver.iter().any(|a| a.starts_with("--etcd-")),
+            "{apiserver:?}"
+        );
+        let manifest = crate::controlplane::manifest(&cfg, crate::controlplane::APISERVER).unwrap();
+        assert!(
+            manifest.contains("path: /var/lib/bulwark/apiserver"),
+            "{manifest}"
+        );
+
+        let external = format!("{text}etcd:\n  external:\n    endpoints: [https://10.0.0.1:2379]\n");
+        let err = load_text(&external, &InitFlags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apiServer.extraArgs.storage-backend"), "{err}");
     }
 
     #[test]

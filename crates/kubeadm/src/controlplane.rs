@@ -29,6 +29,9 @@ fn command(program: &str, defaults: Vec<(&str, String)>, extra: &[(String, Strin
         .collect()
 }
 
+/// Where the API server keeps the embedded store in single-node mode ([`Etcd::Embedded`]).
+pub const EMBEDDED_STORE_DIR: &str = "/var/lib/bulwark/apiserver";
+
 /// kube-apiserver's command line as kubeadm writes it.
 pub fn apiserver_command(cfg: &InitConfig) -> Vec<String> {
     let pki = cfg.cluster.certificates_dir.trim_end_matches('/');
@@ -79,6 +82,7 @@ pub fn apiserver_command(cfg: &InitConfig) -> Vec<String> {
             defaults.push(("etcd-keyfile", format!("{pki}/apiserver-etcd-client.key")));
             defaults.push(("etcd-servers", format!("https://127.0.0.1:{CLIENT_PORT}")));
         }
+        Etcd::Embedded => defaults.push(("storage-dir", EMBEDDED_STORE_DIR.into())),
         Etcd::External(external) => {
             defaults.push(("etcd-servers", external.endpoints.join(",")));
             for (flag, file) in [
@@ -231,6 +235,14 @@ pub fn manifest(cfg: &InitConfig, component: &str) -> Result<String, Error> {
     ];
     let (command, cpu, probes, annotations) = match component {
         APISERVER => {
+            if let Etcd::Embedded = cfg.cluster.etcd {
+                volumes.push(host_path(
+                    "bulwark-store",
+                    EMBEDDED_STORE_DIR,
+                    "DirectoryOrCreate",
+                    false,
+                ));
+            }
             let host = cfg.node.advertise_address.to_string();
             let port = cfg.node.bind_port;
             (

@@ -17,7 +17,7 @@ pub const METRICS_PORT: u16 = 2381;
 pub fn command(cfg: &InitConfig) -> Result<Vec<String>, Error> {
     let Etcd::Local(local) = &cfg.cluster.etcd else {
         return Err(Error::Usage(
-            "etcd is external in this configuration; there is no local member to run".into(),
+            "etcd is not local in this configuration; there is no local member to run".into(),
         ));
     };
     let address = cfg.node.advertise_address.to_string();
@@ -89,7 +89,7 @@ fn metrics_endpoint(command: &[String]) -> (String, u16, &'static str) {
 pub fn manifest(cfg: &InitConfig) -> Result<String, Error> {
     let Etcd::Local(local) = &cfg.cluster.etcd else {
         return Err(Error::Usage(
-            "etcd is external in this configuration; there is no local member to run".into(),
+            "etcd is not local in this configuration; there is no local member to run".into(),
         ));
     };
     let command = command(cfg)?;
@@ -156,10 +156,17 @@ pub fn manifest(cfg: &InitConfig) -> Result<String, Error> {
 
 /// Writes `/etc/kubernetes/manifests/etcd.yaml` below the root.
 pub fn run_local(cfg: &InitConfig, layout: &Layout, out: &mut dyn Write) -> Result<(), Error> {
-    if let Etcd::External(_) = cfg.cluster.etcd {
+    let skipping = match cfg.cluster.etcd {
+        Etcd::Local(_) => None,
+        Etcd::External(_) => Some("External etcd mode"),
+        Etcd::Embedded => {
+            Some("The API server keeps the cluster in its embedded store (storage-backend=sqlite)")
+        }
+    };
+    if let Some(mode) = skipping {
         writeln!(
             out,
-            "[etcd] External etcd mode: Skipping the creation of a manifest for local etcd"
+            "[etcd] {mode}: Skipping the creation of a manifest for local etcd"
         )
         .map_err(|source| Error::Io {
             path: "<stdout>".into(),

@@ -46,10 +46,10 @@ impl Item {
 }
 
 fn items(cfg: &InitConfig) -> Vec<Item> {
-    let external = matches!(cfg.cluster.etcd, Etcd::External(_));
+    let no_local_etcd = !matches!(cfg.cluster.etcd, Etcd::Local(_));
     let mut items: Vec<Item> = certs::CERTS
         .iter()
-        .filter(|d| matches!(d.role, Role::Leaf { .. }) && !(external && d.local_etcd_only))
+        .filter(|d| matches!(d.role, Role::Leaf { .. }) && !(no_local_etcd && d.local_etcd_only))
         .map(Item::File)
         .chain(
             kubeconfig::KUBECONFIGS
@@ -205,10 +205,10 @@ pub fn check_expiration(
         .map(String::from)
         .to_vec(),
     ];
-    let external_etcd = matches!(cfg.cluster.etcd, Etcd::External(_));
+    let no_local_etcd = !matches!(cfg.cluster.etcd, Etcd::Local(_));
     let mut authorities: Vec<&CertDef> = certs::CERTS
         .iter()
-        .filter(|d| d.role == Role::Authority && !(external_etcd && d.local_etcd_only))
+        .filter(|d| d.role == Role::Authority && !(no_local_etcd && d.local_etcd_only))
         .collect();
     authorities.sort_by_key(|d| d.name);
     for def in authorities {

@@ -463,8 +463,10 @@ pub fn written_paths(cfg: &InitConfig) -> Vec<PathBuf> {
     .into_iter()
     .map(PathBuf::from)
     .collect();
-    if let crate::config::Etcd::Local(local) = &cfg.cluster.etcd {
-        paths.push(PathBuf::from(&local.data_dir));
+    match &cfg.cluster.etcd {
+        crate::config::Etcd::Local(local) => paths.push(PathBuf::from(&local.data_dir)),
+        crate::config::Etcd::Embedded => paths.push(crate::controlplane::EMBEDDED_STORE_DIR.into()),
+        crate::config::Etcd::External(_) => {}
     }
     if cfg.cluster.certificates_dir != crate::config::DEFAULT_CERT_DIR {
         paths.push(PathBuf::from(&cfg.cluster.certificates_dir));

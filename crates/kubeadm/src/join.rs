@@ -651,6 +651,14 @@ pub async fn run(
 
     let mut member = None;
     if let Some(cp) = &jc.control_plane {
+        if let Etcd::Embedded = cfg.cluster.etcd {
+            return Err((
+                "preflight".into(),
+                usage(
+                    "unable to add a new control plane instance to a cluster whose API server keeps its data in its embedded store (apiServer.extraArgs storage-backend: sqlite): it has exactly one control-plane node; build the cluster on etcd (local or external) to join control-plane nodes",
+                ),
+            ));
+        }
         if cfg.cluster.control_plane_endpoint.is_none() {
             return Err((
                 "preflight".into(),

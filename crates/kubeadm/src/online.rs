@@ -249,6 +249,7 @@ pub fn shared_certs(cfg: &InitConfig) -> Vec<(String, String)> {
             files.push(("etcd-ca.crt".into(), format!("{pki}/etcd/ca.crt")));
             files.push(("etcd-ca.key".into(), format!("{pki}/etcd/ca.key")));
         }
+        Etcd::Embedded => {}
         Etcd::External(external) => {
             for (key, path) in [
                 ("external-etcd-ca.crt", &external.ca_file),
@@ -435,8 +436,8 @@ pub async fn mark_control_plane(
         labels.insert(CONTROL_PLANE_LABEL.into(), String::new());
         labels.insert(EXCLUDE_LB_LABEL.into(), String::new());
         let spec = node.spec.get_or_insert_with(Default::default);
-        let existing = spec.taints.get_or_insert_with(Vec::new);
         for taint in &taints {
+            let existing = spec.taints.get_or_insert_with(Vec::new);
             if !existing
                 .iter()
                 .any(|t| t.key == taint.key && t.effect == taint.effect)
