@@ -6,9 +6,13 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// Worker nodes besides the three control-plane nodes
-    #[arg(long, default_value_t = 3)]
-    workers: usize,
+    /// Worker nodes besides the control-plane nodes [default: 3, or 0 with --single]
+    #[arg(long)]
+    workers: Option<usize>,
+    /// The quick path: one control-plane node that keeps the cluster in its embedded store (no etcd, no load
+    /// balancer) and runs workloads itself
+    #[arg(long)]
+    single: bool,
     /// Lab directory (each node's root, logs, admin.conf) [default: $XDG_DATA_HOME/bulwark/lab or
     /// ~/.local/share/bulwark/lab]
     #[arg(long)]
@@ -41,7 +45,8 @@ pub fn up(args: UpArgs) -> ExitCode {
     let plan = lab::Plan {
         dir: dir.clone(),
         prefix: args.prefix,
-        workers: args.workers,
+        workers: args.workers.unwrap_or(if args.single { 0 } else { 3 }),
+        single: args.single,
         bulwark,
         timeout: Duration::from_secs(240),
     };

@@ -19,6 +19,9 @@
 //! This is a crate of its own rather than a kubeadm module because it drives kubeadm from the outside (config
 //! files, patches, processes) and also needs the kubelet's runtime (to stop containers on `down`).
 //!
+//! `up --single` is the quick path: one node whose API server keeps the cluster in its embedded store (no etcd,
+//! no load balancer, no control-plane taint, so workloads run on it), plus any workers asked for.
+//!
 //! Entry points: [`Plan`], [`up`], [`down`], [`default_dir`], [`Prefix`].
 
 use k8s_openapi::api::core::v1::Node as KubeNode;
@@ -160,6 +163,8 @@ struct State {
     prefix: Prefix,
     endpoint: String,
     nodes: Vec<LabNode>,
+    #[serde(default)]
+    single: bool,
 }
 
 /// What to bring up.
@@ -168,6 +173,8 @@ pub struct Plan {
     pub dir: PathBuf,
     pub prefix: Prefix,
     pub workers: usize,
+    /// One control-plane node on the embedded store instead of three on stacked etcd behind the load balancer.
+    pub single: bool,
     /// The bulwark executable: run as `bulwark kubeadm ...`, `bulwark lb ...` and linked as each personality.
     pub bulwark: PathBuf,
     /// How long each wait may take (kubeadm's own is 4 minutes).
@@ -175,8 +182,21 @@ pub struct Plan {
 }
 
 impl Plan {
+    pub fn control_planes(&self) -> usize {
+        if self.single { 1 } else { CONTROL_PLANES }
+    }
+
+    /// The API endpoint clients use: the load balancer, or the single node itself.
+    pub fn endpoint(&self) -> String {
+        if self.single {
+            format!("{}:{API_PORT}", self.prefix.address(1))
+        } else {
+            self.prefix.endpoint()
+        }
+    }
+
     pub fn nodes(&self) -> Vec<LabNode> {
-        let control_planes = (1..=CONTROL_PLANES).map(|i| LabNode {
+        let control_planes = (1..=self.control_planes()).map(|i| LabNode {
             name: format!("cp-{i}"),
             control_plane: true,
             address: self.prefix.address(i as u8),
@@ -229,8 +249,9 @@ pub fn up(plan: &Plan, out: &mut dyn Write) -> Result<Outcome, Error> {
     let nodes = plan.nodes();
     let state = State {
         prefix: plan.prefix,
-        endpoint: plan.prefix.endpoint(),
+        endpoint: plan.endpoint(),
         nodes: nodes.clone(),
+        single: plan.single,
     };
     // Written first, so that `down` can clean up whatever a failed `up` leaves behind.
     let state_path = dir.join(STATE_FILE);
@@ -239,7 +260,12 @@ pub fn up(plan: &Plan, out: &mut dyn Write) -> Result<Outcome, Error> {
     say(
         out,
         format_args!(
-            "[lab] Bringing up {CONTROL_PLANES} control-plane nodes and {} workers on {}.0/24 in {}",
+            "[lab] Bringing up {} and {} workers on {}.0/24 in {}",
+            if plan.single {
+                "one control-plane node on the embedded store".to_string()
+            } else {
+                format!("{CONTROL_PLANES} control-plane nodes")
+            },
             plan.workers,
             plan.prefix,
             dir.display()
@@ -249,45 +275,9 @@ pub fn up(plan: &Plan, out: &mut dyn Write) -> Result<Outcome, Error> {
     install_personalities(&plan.bulwark, &bin)?;
     let path_env = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
 
-    let backends: Vec<String> = nodes
-        .iter()
-        .filter(|n| n.control_plane)
-        .map(|n| format!("{}:{API_PORT}", n.address))
-        .collect();
-    say(
-        out,
-        format_args!(
-            "[lab] Starting the load balancer on {} in front of {}",
-            state.endpoint,
-            backends.join(", ")
-        ),
-    )?;
-    let lb_argv: Vec<String> = [
-        "lb",
-        "--bind",
-        &state.endpoint,
-        "--backend",
-        &backends.join(","),
-        "--check",
-        "https",
-        "--interval",
-        "1s",
-        "--rise",
-        "1",
-        "--fall",
-        "2",
-        "--connect-timeout",
-        "1s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    kubeadm::daemon::start(
-        &plan.bulwark,
-        &lb_argv,
-        &dir.join(LB_PID_FILE),
-        &dir.join(LB_LOG_FILE),
-    )?;
+    if !plan.single {
+        start_load_balancer(&plan.bulwark, &dir, &state, out)?;
+    }
 
     let token = pki::BootstrapToken::generate(&mut pki::OsRng).to_string();
     let key = pki::CertificateKey::generate(&mut pki::OsRng).to_hex();
@@ -308,21 +298,24 @@ pub fn up(plan: &Plan, out: &mut dyn Write) -> Result<Outcome, Error> {
     say(
         out,
         format_args!(
-            "[lab] {} ({}): kubeadm init --config {} --upload-certs --rootfs {}",
+            "[lab] {} ({}): kubeadm init --config {}{} --rootfs {}",
             first.name,
             first.address,
             rootfs.join("kubeadm.yaml").display(),
+            if plan.single { "" } else { " --upload-certs" },
             rootfs.display()
         ),
     )?;
-    let init_args: Vec<OsString> = vec![
+    let mut init_args: Vec<OsString> = vec![
         "init".into(),
         "--config".into(),
         rootfs.join("kubeadm.yaml").into(),
-        "--upload-certs".into(),
         "--rootfs".into(),
         rootfs.clone().into(),
     ];
+    if !plan.single {
+        init_args.push("--upload-certs".into());
+    }
     let took = runtime.block_on(runner.kubeadm(first, &rootfs, init_args))?;
     say(
         out,
@@ -406,6 +399,46 @@ pub fn up(plan: &Plan, out: &mut dyn Write) -> Result<Outcome, Error> {
         nodes,
         ready_after,
     })
+}
+
+/// `bulwark lb` in front of the control-plane nodes' API servers, as a daemon with its pid file in `dir`.
+fn start_load_balancer(bulwark: &Path, dir: &Path, state: &State, out: &mut dyn Write) -> Result<(), Error> {
+    let backends: Vec<String> = state
+        .nodes
+        .iter()
+        .filter(|n| n.control_plane)
+        .map(|n| format!("{}:{API_PORT}", n.address))
+        .collect();
+    say(
+        out,
+        format_args!(
+            "[lab] Starting the load balancer on {} in front of {}",
+            state.endpoint,
+            backends.join(", ")
+        ),
+    )?;
+    let lb_argv: Vec<String> = [
+        "lb",
+        "--bind",
+        &state.endpoint,
+        "--backend",
+        &backends.join(","),
+        "--check",
+        "https",
+        "--interval",
+        "1s",
+        "--rise",
+        "1",
+        "--fall",
+        "2",
+        "--connect-timeout",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    kubeadm::daemon::start(bulwark, &lb_argv, &dir.join(LB_PID_FILE), &dir.join(LB_LOG_FILE))?;
+    Ok(())
 }
 
 /// Runs `bulwark kubeadm ...` for the nodes, with the personalities on PATH.
@@ -500,6 +533,15 @@ fn kubeadm_config(
     let ignore = yaml_list(&ignored_preflight_errors(node.control_plane));
     let patches = patches.display();
     let Some(pin) = pin else {
+        // Single: the embedded store, the node's own address as the endpoint, and no taint (workloads run here).
+        let (taints, cluster) = if state.single {
+            (
+                "\n  taints: []",
+                "apiServer:\n  extraArgs:\n  - name: storage-backend\n    value: sqlite\n".to_string(),
+            )
+        } else {
+            ("", format!("controlPlaneEndpoint: \"{}\"\n", state.endpoint))
+        };
         return format!(
             "apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
@@ -512,18 +554,16 @@ localAPIEndpoint:
   bindPort: {API_PORT}
 nodeRegistration:
   name: {name}
-  ignorePreflightErrors:{ignore}
+  ignorePreflightErrors:{ignore}{taints}
 patches:
   directory: \"{patches}\"
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
-controlPlaneEndpoint: \"{endpoint}\"
-encryptionAlgorithm: ECDSA-P256
+{cluster}encryptionAlgorithm: ECDSA-P256
 ",
             address = node.address,
             name = node.name,
-            endpoint = state.endpoint,
         );
     };
     let role = if node.control_plane {
@@ -647,28 +687,30 @@ fn control_plane_patches(
     address: &str,
 ) -> Result<Vec<(&'static str, Vec<Value>)>, Error> {
     use kubeadm::{controlplane, etcd};
-    let etcd_command = etcd::command(cfg)?;
-    let mut etcd_ops = set_flag(
-        &etcd_command,
-        "listen-client-urls",
-        &format!("https://{address}:{}", etcd::CLIENT_PORT),
-    );
-    etcd_ops.extend(set_flag(
-        &etcd_command,
-        "listen-metrics-urls",
-        &format!("http://{address}:{}", etcd::METRICS_PORT),
-    ));
-    etcd_ops.extend(probe_hosts(&etcd::manifest(cfg)?, address)?);
-
     let apiserver = controlplane::apiserver_command(cfg);
     let mut apiserver_ops = set_flag(&apiserver, "bind-address", address);
-    apiserver_ops.extend(set_flag(
-        &apiserver,
-        "etcd-servers",
-        &format!("https://{address}:{}", etcd::CLIENT_PORT),
-    ));
-
-    let mut patches = vec![("etcd", etcd_ops), (controlplane::APISERVER, apiserver_ops)];
+    let mut patches = Vec::new();
+    if let kubeadm::config::Etcd::Local(_) = cfg.cluster.etcd {
+        let etcd_command = etcd::command(cfg)?;
+        let mut etcd_ops = set_flag(
+            &etcd_command,
+            "listen-client-urls",
+            &format!("https://{address}:{}", etcd::CLIENT_PORT),
+        );
+        etcd_ops.extend(set_flag(
+            &etcd_command,
+            "listen-metrics-urls",
+            &format!("http://{address}:{}", etcd::METRICS_PORT),
+        ));
+        etcd_ops.extend(probe_hosts(&etcd::manifest(cfg)?, address)?);
+        patches.push(("etcd", etcd_ops));
+        apiserver_ops.extend(set_flag(
+            &apiserver,
+            "etcd-servers",
+            &format!("https://{address}:{}", etcd::CLIENT_PORT),
+        ));
+    }
+    patches.push((controlplane::APISERVER, apiserver_ops));
     for (component, command) in [
         (
             controlplane::CONTROLLER_MANAGER,
@@ -802,6 +844,7 @@ mod tests {
             dir: PathBuf::from("/lab"),
             prefix: Prefix::default(),
             workers: 2,
+            single: false,
             bulwark: PathBuf::from("bulwark"),
             timeout: Duration::from_secs(1),
         };
@@ -829,6 +872,7 @@ mod tests {
             prefix: Prefix::default(),
             endpoint: Prefix::default().endpoint(),
             nodes: Vec::new(),
+            single: false,
         };
         let node = LabNode {
             name: "cp-2".into(),
