@@ -141,6 +141,9 @@ impl Security {
     pub async fn authorize(&self, attrs: &auth::Attributes) -> Result<(), ApiError> {
         match self.authorizer.authorize_with_reason(attrs).await {
             (auth::Decision::Allow, _) => Ok(()),
+            (auth::Decision::Unavailable(reason), _) => Err(ApiError::ServiceUnavailable(format!(
+                "cannot authorize the request: {reason}"
+            ))),
             (_, reason) => Err(auth::forbidden(attrs, &reason)),
         }
     }

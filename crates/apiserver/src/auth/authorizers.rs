@@ -110,16 +110,24 @@ pub fn build(modes: &[Mode], reader: Arc<dyn ObjectReader>) -> AuthorizerChain {
 impl Authorizer for AuthorizerChain {
     async fn authorize(&self, attrs: &Attributes) -> Decision {
         let mut reasons = Vec::new();
+        let mut unavailable = None;
         for authorizer in &self.authorizers {
             let (decision, reason) = authorizer.authorize_with_reason(attrs).await;
             match decision {
                 Decision::Allow => return Decision::Allow,
                 Decision::Deny(r) => return Decision::Deny(r),
+                // A later authorizer may still allow; only if none does is the outage the answer.
+                Decision::Unavailable(r) => {
+                    unavailable.get_or_insert(r);
+                }
                 Decision::NoOpinion if !reason.is_empty() => reasons.push(reason),
                 Decision::NoOpinion => {}
             }
         }
-        Decision::Deny(reasons.join("\n"))
+        match unavailable {
+            Some(r) => Decision::Unavailable(r),
+            None => Decision::Deny(reasons.join("\n")),
+        }
     }
 }
 

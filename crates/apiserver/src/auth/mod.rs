@@ -119,6 +119,9 @@ pub enum Decision {
     Deny(String),
     /// This authorizer has no say; the next one in the chain decides.
     NoOpinion,
+    /// The authorizer could not decide because the data it decides on (roles, bindings) could not be read: the
+    /// request fails with 503, not with a 403 that would blame the user for an outage.
+    Unavailable(String),
 }
 
 #[async_trait]
@@ -130,7 +133,7 @@ pub trait Authorizer: Send + Sync {
     async fn authorize_with_reason(&self, attrs: &Attributes) -> (Decision, String) {
         let decision = self.authorize(attrs).await;
         let reason = match &decision {
-            Decision::Deny(r) => r.clone(),
+            Decision::Deny(r) | Decision::Unavailable(r) => r.clone(),
             _ => String::new(),
         };
         (decision, reason)

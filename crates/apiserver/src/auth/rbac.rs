@@ -7,6 +7,7 @@
 use super::objects::{self, str_at, strings_at};
 use super::serviceaccount;
 use super::{Attributes, Authorizer, Decision, ObjectReader, UserInfo};
+use api::ApiError;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
@@ -91,29 +92,32 @@ impl RbacAuthorizer {
     }
 
     /// The rules a binding grants, or the error upstream reports for a missing role.
-    async fn role_rules(&self, binding: &Value, binding_namespace: &str) -> Result<Vec<Value>, String> {
+    async fn role_rules(&self, binding: &Value, binding_namespace: &str) -> Result<Vec<Value>, ApiError> {
         let role_name = str_at(binding, &["roleRef", "name"]);
         let (resource, ns) = match str_at(binding, &["roleRef", "kind"]) {
             "ClusterRole" => ("clusterroles", None),
             "Role" if !binding_namespace.is_empty() => ("roles", Some(binding_namespace)),
-            other => return Err(format!("unsupported role reference kind: {other:?}")),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unsupported role reference kind: {other:?}"
+                )));
+            }
         };
         let gr = objects::gr(GROUP, resource);
         match self.reader.get(&gr, ns, role_name).await {
             Ok(Some(role)) => Ok(objects::array_at(&role, &["rules"]).to_vec()),
             // Upstream's listers name the resource in the singular here.
-            Ok(None) => Err(api::ApiError::not_found(
+            Ok(None) => Err(ApiError::not_found(
                 &objects::gr(GROUP, resource.trim_end_matches('s')),
                 role_name,
-            )
-            .message()),
-            Err(e) => Err(e.message()),
+            )),
+            Err(e) => Err(e),
         }
     }
 
     /// Every rule granted to `user` in `namespace` (cluster-wide bindings too), and the errors met on the way
     /// (dangling role references), for SelfSubjectRulesReview.
-    pub async fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<Value>, Vec<String>) {
+    pub async fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<Value>, Vec<ApiError>) {
         let (mut rules, mut errors) = (Vec::new(), Vec::new());
         for (binding, ns) in self.bindings(namespace, &mut errors).await {
             if objects::array_at(&binding, &["subjects"])
@@ -130,7 +134,7 @@ impl RbacAuthorizer {
     }
 
     /// ClusterRoleBindings, then the RoleBindings of `namespace`, each with its namespace (`""` for cluster ones).
-    async fn bindings(&self, namespace: &str, errors: &mut Vec<String>) -> Vec<(Value, String)> {
+    async fn bindings(&self, namespace: &str, errors: &mut Vec<ApiError>) -> Vec<(Value, String)> {
         let mut bindings: Vec<(Value, String)> = Vec::new();
         match self
             .reader
@@ -138,7 +142,12 @@ impl RbacAuthorizer {
             .await
         {
             Ok(list) => bindings.extend(list.into_iter().map(|b| (b, String::new()))),
-            Err(e) => errors.push(e.message()),
+            // Without storage every further read would wait out its own deadline too.
+            Err(e @ ApiError::ServiceUnavailable(_)) => {
+                errors.push(e);
+                return bindings;
+            }
+            Err(e) => errors.push(e),
         }
         if !namespace.is_empty() {
             match self
@@ -147,14 +156,14 @@ impl RbacAuthorizer {
                 .await
             {
                 Ok(list) => bindings.extend(list.into_iter().map(|b| (b, namespace.to_string()))),
-                Err(e) => errors.push(e.message()),
+                Err(e) => errors.push(e),
             }
         }
         bindings
     }
 
     /// Walks every binding that applies to the user until a rule allows (`Ok`), collecting errors otherwise.
-    async fn visit(&self, attrs: &Attributes, errors: &mut Vec<String>) -> bool {
+    async fn visit(&self, attrs: &Attributes, errors: &mut Vec<ApiError>) -> bool {
         let bindings = self.bindings(&attrs.namespace, errors).await;
         for (binding, ns) in &bindings {
             let applies = objects::array_at(binding, &["subjects"])
@@ -168,6 +177,10 @@ impl RbacAuthorizer {
                     if rules.iter().any(|r| rule_allows(attrs, r)) {
                         return true;
                     }
+                }
+                Err(e @ ApiError::ServiceUnavailable(_)) => {
+                    errors.push(e);
+                    return false;
                 }
                 Err(e) => errors.push(e),
             }
@@ -187,6 +200,14 @@ impl Authorizer for RbacAuthorizer {
         if self.visit(attrs, &mut errors).await {
             return (Decision::Allow, String::new());
         }
+        if let Some(e) = errors
+            .iter()
+            .find(|e| matches!(e, ApiError::ServiceUnavailable(_)))
+        {
+            let reason = format!("RBAC: {}", e.message());
+            return (Decision::Unavailable(reason.clone()), reason);
+        }
+        let errors: Vec<String> = errors.iter().map(ApiError::message).collect();
         let reason = match errors.len() {
             0 => String::new(),
             1 => format!("RBAC: {}", errors[0]),
@@ -332,5 +353,39 @@ mod tests {
             reason,
             r#"RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found"#
         );
+    }
+
+    /// A store that has lost its quorum.
+    struct Unreadable;
+
+    #[async_trait]
+    impl ObjectReader for Unreadable {
+        async fn get(
+            &self,
+            _: &api::GroupResource,
+            _: Option<&str>,
+            _: &str,
+        ) -> Result<Option<Value>, ApiError> {
+            Err(ApiError::ServiceUnavailable(
+                "storage unavailable: no leader".into(),
+            ))
+        }
+        async fn list(&self, _: &api::GroupResource, _: Option<&str>) -> Result<Vec<Value>, ApiError> {
+            Err(ApiError::ServiceUnavailable(
+                "storage unavailable: no leader".into(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn unreadable_bindings_make_the_decision_unavailable_rather_than_a_denial() {
+        let rbac = RbacAuthorizer::new(Arc::new(Unreadable));
+        let (decision, _) = rbac
+            .authorize_with_reason(&attrs(&user("alice", &[]), "create", "", "configmaps", "dev", ""))
+            .await;
+        let Decision::Unavailable(reason) = decision else {
+            panic!("expected Unavailable, got {decision:?}")
+        };
+        assert!(reason.contains("storage unavailable"), "{reason}");
     }
 }

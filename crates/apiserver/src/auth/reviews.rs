@@ -101,7 +101,7 @@ pub async fn review_access(authorizer: &dyn Authorizer, attrs: &Attributes) -> V
     let (decision, reason) = authorizer.authorize_with_reason(attrs).await;
     let (allowed, reason) = match decision {
         Decision::Allow => (true, reason),
-        Decision::Deny(r) => (false, r),
+        Decision::Deny(r) | Decision::Unavailable(r) => (false, r),
         Decision::NoOpinion => (false, reason),
     };
     let mut status = json!({"allowed": allowed});
@@ -140,7 +140,13 @@ pub async fn review_rules(rbac: &super::rbac::RbacAuthorizer, user: &UserInfo, n
         "incomplete": !errors.is_empty() || is_node,
     });
     if !errors.is_empty() {
-        status["evaluationError"] = json!(errors.join(", "));
+        status["evaluationError"] = json!(
+            errors
+                .iter()
+                .map(api::ApiError::message)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     status
 }

@@ -254,6 +254,14 @@ impl Inner {
             let outcome = tokio::time::timeout_at(deadline, attempt(member)).await;
             let reason = match outcome {
                 Ok(Ok(value)) => return Ok(value),
+                // A read that got no answer changed nothing: the storage is unavailable (typically etcd without
+                // quorum holds the read). A write may have been applied, so its outcome stays a timeout.
+                Err(_elapsed) if kind == Kind::Read => {
+                    return Err(CallError::Store(Error::Unavailable(format!(
+                        "no answer from {} within {timeout:?} (has etcd lost its quorum?)",
+                        member.url
+                    ))));
+                }
                 Err(_elapsed) => {
                     return Err(CallError::Store(Error::Timeout(format!(
                         "no answer from {} within {timeout:?}",
