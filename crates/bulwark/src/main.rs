@@ -31,7 +31,12 @@ pub const PERSONALITIES: &[&str] = &[
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BULWARK_LOG"))
+        .with_env_filter(
+            // Leader election is logged by default, as upstream's components do at their default verbosity:
+            // operators (and tests) find the leader from the logs.
+            tracing_subscriber::EnvFilter::try_from_env("BULWARK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,client::leader=info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
