@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::faults::{is_alive, processes_under};
 use common::{bulwark, eventually, kubectls, ok, text};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -39,51 +40,6 @@ fn kubectl(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> std::process::Ou
         .args(args)
         .output()
         .unwrap()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn is_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-/// The processes whose command line names `dir`, and all their descendants (the load balancer behind its
-/// supervisor, the containers behind their shims).
-fn lab_processes(dir: &Path) -> BTreeSet<u32> {
-    let needle = dir.to_string_lossy().into_owned();
-    let all: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    let mut found: BTreeSet<u32> = all
-        .iter()
-        .copied()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect();
-    loop {
-        let more: Vec<u32> = all
-            .iter()
-            .copied()
-            .filter(|pid| !found.contains(pid) && parent_of(*pid).is_some_and(|p| found.contains(&p)))
-            .collect();
-        if more.is_empty() {
-            return found;
-        }
-        found.extend(more);
-    }
 }
 
 #[test]
@@ -154,7 +110,7 @@ fn up_brings_three_control_planes_and_a_worker_to_ready_for_real_kubectl_and_dow
         (available.trim() == "2").then_some(())
     });
 
-    let processes = lab_processes(&dir);
+    let processes = processes_under(&dir);
     // Per node a supervisor and its kubelet, per control plane four containers with their shims, two pods on the
     // worker, and the load balancer with its supervisor.
     assert!(processes.len() >= 2 * 4 + 3 * 8 + 2 * 2 + 2, "{processes:?}");
@@ -322,7 +278,7 @@ fn up_single_as_an_unprivileged_user_runs_workloads_on_the_embedded_store_and_do
     assert!(refused.contains("embedded store"), "{refused}");
     assert!(!other.path().join("etc/kubernetes/pki").exists());
 
-    let processes = lab_processes(&dir);
+    let processes = processes_under(&dir);
     // A supervisor and the kubelet, three control-plane containers and two pods, each behind its shim; no etcd.
     assert!(processes.len() >= 2 + 5 * 2, "{processes:?}");
     let out = ok(unprivileged(work.path())

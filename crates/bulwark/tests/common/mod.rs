@@ -2,6 +2,7 @@
 //! polling with a deadline.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod faults;
 pub mod node;
 
 use std::path::{Path, PathBuf};
