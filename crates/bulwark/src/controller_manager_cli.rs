@@ -89,7 +89,7 @@ struct Args {
 }
 
 /// Go's `time.ParseDuration` for the forms flags use: `15s`, `1m30s`, `500ms`, `8760h0m0s`.
-fn go_duration(s: &str) -> anyhow::Result<Duration> {
+pub(crate) fn go_duration(s: &str) -> anyhow::Result<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
     if rest == "0" {

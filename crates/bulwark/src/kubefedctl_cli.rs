@@ -1,5 +1,6 @@
-//! `kubefedctl`: upstream kubefedctl 0.7's `join`, `unjoin`, `enable`, `disable` and `federate` with their flags;
-//! wiring only, the behaviour is `federation::kubefedctl`'s.
+//! `kubefedctl`: upstream kubefedctl 0.7's `join`, `unjoin`, `enable`, `disable` and `federate` with their flags,
+//! and bulwark's `install` (the control plane, where upstream uses a Helm chart); wiring only, the behaviour is
+//! `federation::kubefedctl`'s.
 //!
 //! As upstream, results go to stdout, `--v=N` progress and warnings to stderr in klog's format, and a failure is
 //! one `F... ] Error: ...` line with exit status 255.
@@ -10,8 +11,8 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 use federation::kubefedctl::{
-    self as fed, Console, DEFAULT_NAMESPACE, DisableOptions, EnableOptions, FederateOptions, JoinOptions,
-    Kubeconfig, Severity, UnjoinOptions,
+    self as fed, Console, DEFAULT_NAMESPACE, DisableOptions, EnableOptions, FederateOptions, InstallOptions,
+    JoinOptions, Kubeconfig, Severity, UnjoinOptions,
 };
 
 #[derive(Parser)]
@@ -110,6 +111,39 @@ enum Command {
         /// Also remove the Federated<Kind> CRD added by 'enable'
         #[arg(long)]
         delete_crd: bool,
+    },
+    /// Install the KubeFed control plane in the host cluster (bulwark's; upstream uses its Helm chart)
+    #[command(
+        after_help = "Example: kubefedctl install --host-cluster-context fedhost --cluster-health-check-period 2s\n\n\
+                      Creates the KubeFed CRDs, the namespace, the KubeFedConfig \"kubefed\", ServiceAccount \
+                      kubefed-controller with ClusterRole kubefed-role, and Deployment kubefed-controller-manager whose \
+                      pods run the kubefed-controller-manager personality with their service account's token. \
+                      Run again to update them."
+    )]
+    Install {
+        #[command(flatten)]
+        global: Global,
+        /// Controller-manager pods (leader-elected: one works, the others stand by)
+        #[arg(long, default_value_t = 2)]
+        replicas: i32,
+        /// The program the pods run, found on the node's PATH
+        #[arg(long, default_value = "kubefed-controller-manager")]
+        command: String,
+        /// KubeFedConfig spec.clusterHealthCheck.period (a Go duration)
+        #[arg(long, default_value = "10s")]
+        cluster_health_check_period: String,
+        /// KubeFedConfig spec.clusterHealthCheck.timeout (a Go duration)
+        #[arg(long, default_value = "3s")]
+        cluster_health_check_timeout: String,
+        /// KubeFedConfig spec.clusterHealthCheck.failureThreshold
+        #[arg(long, default_value_t = 3)]
+        cluster_health_check_failure_threshold: u32,
+        /// KubeFedConfig spec.clusterHealthCheck.successThreshold
+        #[arg(long, default_value_t = 1)]
+        cluster_health_check_success_threshold: u32,
+        /// Print the objects instead of creating them; only "yaml"
+        #[arg(short = 'o', long)]
+        output: Option<String>,
     },
     /// Federate creates a federated resource from a kubernetes resource
     #[command(
@@ -233,6 +267,45 @@ fn run(command: Command, console: &Console) -> Result<(), federation::Error> {
                     ..DisableOptions::new(&type_name)
                 };
                 fed::disable(&kubeconfig, &opts, console).await
+            }
+            Command::Install {
+                global,
+                replicas,
+                command,
+                cluster_health_check_period,
+                cluster_health_check_timeout,
+                cluster_health_check_failure_threshold,
+                cluster_health_check_success_threshold,
+                output,
+            } => {
+                let output_yaml = yaml_output(output.as_deref())?;
+                // The controller-manager reads these at startup: refuse what it would refuse.
+                for (flag, value) in [
+                    ("--cluster-health-check-period", &cluster_health_check_period),
+                    ("--cluster-health-check-timeout", &cluster_health_check_timeout),
+                ] {
+                    crate::controller_manager_cli::go_duration(value)
+                        .map_err(|e| federation::Error::Usage(format!("invalid value for {flag}: {e}")))?;
+                }
+                let opts = InstallOptions {
+                    host_cluster_context: global.host_cluster_context,
+                    kubefed_namespace: global.kubefed_namespace,
+                    replicas,
+                    command,
+                    health_period: cluster_health_check_period,
+                    health_timeout: cluster_health_check_timeout,
+                    health_failure_threshold: cluster_health_check_failure_threshold,
+                    health_success_threshold: cluster_health_check_success_threshold,
+                    output_yaml,
+                    ..InstallOptions::default()
+                };
+                // -o yaml needs no cluster, so no kubeconfig either.
+                let kubeconfig = if output_yaml {
+                    Kubeconfig::from_yaml("{}", "none")?
+                } else {
+                    Kubeconfig::load(global.kubeconfig.as_deref())?
+                };
+                fed::install(&kubeconfig, &opts, console).await
             }
             Command::Federate {
                 type_name,

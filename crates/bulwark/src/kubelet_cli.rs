@@ -227,6 +227,12 @@ fn run(cli: Kubelet) -> anyhow::Result<()> {
     let layout = kubeadm::Layout::new(&cli.rootfs);
     let settings = settle(&cli, &layout)?;
     let root_dir = layout.host(&cli.root_dir);
+    // The kubeconfig may only come with TLS bootstrap; the bootstrap kubeconfig names the same API server.
+    let api_server = [&cli.kubeconfig, &cli.bootstrap_kubeconfig]
+        .into_iter()
+        .flatten()
+        .find_map(|k| pki::Kubeconfig::read(&layout.host(k)).ok())
+        .and_then(|k| k.server().ok().and_then(host_port));
     let config = kubelet::Config {
         node_name: settings.node.name.clone(),
         node_ip: settings.node.ip.clone(),
@@ -239,6 +245,7 @@ fn run(cli: Kubelet) -> anyhow::Result<()> {
             .context("cannot find this executable for the container shim")?,
         path_env: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
         sync_period: settings.sync_period,
+        api_server,
     };
     let runtime = Arc::new(kubelet::runtime::ProcessRuntime::new(
         &config.runtime_dir,
@@ -355,6 +362,7 @@ async fn start_api(
         client.clone(),
         settings.node.name.clone(),
         node_uid.clone(),
+        config.root_dir.clone(),
     ));
     let facts = kubelet::node::HostFacts::detect();
     let mut pause = Duration::from_millis(200);
@@ -383,6 +391,27 @@ async fn start_api(
     Ok(())
 }
 
+/// Host and port of an `https://host:port` server URL (443 without a port; IPv6 without its brackets).
+fn host_port(server: &str) -> Option<(String, u16)> {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => 443,
+    };
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
 /// `bulwark container-shim <state-dir>`: the per-container shim the kubelet starts.
 pub fn shim(dir: PathBuf) -> ExitCode {
     match kubelet::shim::run(&dir) {
@@ -391,5 +420,27 @@ pub fn shim(dir: PathBuf) -> ExitCode {
             eprintln!("container-shim: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn the_api_servers_host_and_port_come_from_its_url() {
+        assert_eq!(
+            host_port("https://10.0.0.1:6443"),
+            Some(("10.0.0.1".into(), 6443))
+        );
+        assert_eq!(
+            host_port("https://api.example/"),
+            Some(("api.example".into(), 443))
+        );
+        assert_eq!(
+            host_port("https://[fd00::1]:6443"),
+            Some(("fd00::1".into(), 6443))
+        );
+        assert_eq!(host_port("https://:x"), None);
     }
 }

@@ -1,7 +1,8 @@
 //! Guide C end to end, its commands as written: three single-node clusters made with `kubeadm init` in network
 //! namespaces (`fedhost`, `member1`, `member2`), the member RBAC file, the token read with `kubectl get secret |
-//! grep` and `kubectl describe secret`, the kubeconfig built with `kubectl config`, the federation control plane,
-//! `kubefedctl join` of all three, READY True. Then what the guide is for: a FederatedDeployment of a real process
+//! grep` and `kubectl describe secret`, the kubeconfig built with `kubectl config`, the federation control plane
+//! installed with `kubefedctl install` (two leader-elected controller-manager pods on the host's kubelet, reaching
+//! the API with their service-account tokens), `kubefedctl join` of all three, READY True. Then what the guide is for: a FederatedDeployment of a real process
 //! with a ReplicaSchedulingPreference of 9 replicas weighted 2:1 runs 6 and 3 pods, an override changes member2's
 //! args, every process of member1 stopped moves all 9 to member2, and member1 back brings the split back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
@@ -9,7 +10,7 @@
 mod common;
 
 use common::node::{Node, install_personalities};
-use common::{Network, Proc, eventually, kubectl_newest, ok, text};
+use common::{Network, eventually, kubectl_newest, ok, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -263,19 +264,52 @@ fn guide_c_federates_three_clusters_and_replicas_follow_member_health() {
     cfg(&["rename-context", "kubernetes-admin@kubernetes", "fedhost"]);
     ok(fed.run(&["--context", "fedhost", "get", "nodes"]));
 
-    // The federation control plane on the host, then the joins.
-    let _manager: Proc = net.spawn(
-        0,
-        bin.join("kubefed-controller-manager").to_str().unwrap(),
+    // The federation control plane on the host, as pods of the host's kubelet, then the joins.
+    ok(kubefedctl(
+        &net,
+        &bin,
+        &config,
         &[
-            "--kubeconfig".into(),
-            config.display().to_string(),
-            "--context".into(),
-            "fedhost".into(),
-            "--cluster-health-check-period=2".into(),
+            "install",
+            "--host-cluster-context",
+            "fedhost",
+            "--cluster-health-check-period=2s",
+            "--v=2",
         ],
-        &work.path().join("kubefed.log"),
+    ));
+    let holder = eventually(
+        READY,
+        "two controller-manager pods Running, one holding the Lease",
+        || {
+            let pods = fed.run(&[
+                "--context",
+                "fedhost",
+                "-n",
+                "kube-federation-system",
+                "get",
+                "pods",
+                "-l",
+                "kubefed-control-plane=controller-manager",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}",
+            ]);
+            let running = text(&pods.stdout).lines().filter(|l| *l == "Running").count();
+            let lease = fed.run(&[
+                "--context",
+                "fedhost",
+                "-n",
+                "kube-federation-system",
+                "get",
+                "lease",
+                "kubefed-controller-manager",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]);
+            let holder = text(&lease.stdout);
+            (running == 2 && holder.starts_with("kubefed-controller-manager-")).then_some(holder)
+        },
     );
+    eprintln!("the Lease is held by {holder}");
     eventually(Duration::from_secs(60), "the KubeFed API", || {
         fed.run(&[
             "--context",

@@ -1,6 +1,6 @@
 //! The kubelet with an API server: a real `bulwark kube-apiserver` (testkit) and a `bulwark kubelet` process on a
 //! temporary root, authenticated as `system:node:<name>` in `system:nodes`. Registration and Ready in both kubectls,
-//! the node Lease, a bound pod run as a real process with a readiness probe, logs through the kubelet's own URL and
+//! the node Lease, a bound pod run as a real process with a readiness probe and its service-account token volume, logs through the kubelet's own URL and
 //! through `kubectl logs`, graceful deletion, mirror pods, crash loops, and a kubelet restart adopting what runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
@@ -57,6 +57,20 @@ impl Cluster {
             bin: testkit::cluster::kubectl_1_20().expect("kubectl 1.20"),
             kubeconfig: self.pki.kubeconfig(),
         }
+    }
+
+    /// What the controller-manager would make in `default`: its ServiceAccount and the `kube-root-ca.crt` ConfigMap.
+    fn stand_in_for_the_controller_manager(&self, kubectl: &Kubectl) {
+        kubectl.ok(&["create", "serviceaccount", "default"]).unwrap();
+        let ca = self.pki.pki_dir().join("ca.crt");
+        kubectl
+            .ok(&[
+                "create",
+                "configmap",
+                "kube-root-ca.crt",
+                &format!("--from-file=ca.crt={}", ca.display()),
+            ])
+            .unwrap();
     }
 
     fn ca(&self) -> pki::CertificateAuthority {
@@ -235,8 +249,9 @@ fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_g
     let cluster = Cluster::start();
     let node = Node::new(&cluster);
     let kubectl = cluster.kubectl();
-    // No controller-manager here to make the namespace's service account, which admission wants.
-    kubectl.ok(&["create", "serviceaccount", "default"]).unwrap();
+    // No controller-manager here to make the namespace's service account, which admission wants, nor the root CA
+    // ConfigMap the pod's token volume carries.
+    cluster.stand_in_for_the_controller_manager(&kubectl);
 
     // Registered and Ready, for both kubectls.
     for k in [cluster.kubectl_1_20(), cluster.kubectl()] {
@@ -313,6 +328,49 @@ fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_g
         ready.then_some(pod)
     });
     assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
+
+    // Its service-account volume, with a token the kubelet requested as the node, is where its process is told.
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let volume = pod["spec"]["volumes"][0]["name"].as_str().unwrap();
+    assert!(volume.starts_with("kube-api-access-"), "{volume}");
+    let dir = node
+        .root
+        .path()
+        .join("var/lib/kubelet/pods")
+        .join(uid)
+        .join("volumes/kubernetes.io~projected")
+        .join(volume);
+    let token = std::fs::read_to_string(dir.join("token")).unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("token")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(dir.join("namespace")).unwrap(), "default");
+    assert!(
+        std::fs::read_to_string(dir.join("ca.crt"))
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    let pid_file = common::find_files(
+        &node.root.path().join("var/lib/kubelet/bulwark/containers"),
+        &["container.pid"],
+    )
+    .into_iter()
+    .find(|f| f.to_string_lossy().contains(uid))
+    .unwrap();
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    let vars: Vec<&str> = environ.split('\0').collect();
+    assert!(
+        vars.contains(&format!("BULWARK_SERVICEACCOUNT_DIR={}", dir.display()).as_str()),
+        "{vars:?}"
+    );
+    assert!(vars.contains(&"KUBERNETES_SERVICE_HOST=127.0.0.1"), "{vars:?}");
+    assert!(
+        vars.contains(&format!("KUBERNETES_SERVICE_PORT={}", cluster.server.port).as_str()),
+        "{vars:?}"
+    );
     assert_eq!(pod["status"]["podIP"], "127.0.0.1");
     assert!(pod["status"]["startTime"].is_string());
     let conditions = pod["status"]["conditions"].as_array().unwrap();
@@ -387,7 +445,7 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
     let cluster = Cluster::start();
     let mut node = Node::new(&cluster);
     let kubectl = cluster.kubectl();
-    kubectl.ok(&["create", "serviceaccount", "default"]).unwrap();
+    cluster.stand_in_for_the_controller_manager(&kubectl);
     let marker = format!(
         "4{}{:03}.5",
         std::process::id() % 10000,

@@ -385,6 +385,21 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Replicas that run per member as the last sync pass saw them (upstream counts ready replicas too).
+fn running_replicas(fed: &Value) -> BTreeMap<String, i64> {
+    fed["status"]["clusters"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| {
+                    let ready = c["remoteStatus"]["readyReplicas"].as_i64()?;
+                    Some((c["name"].as_str()?.to_string(), ready))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Plans every ReplicaSchedulingPreference over the ready members and writes placement and replica overrides to
 /// its federated object when they differ.
 async fn schedule_replicas(host: &kube::Client, members: &[Member]) -> Result<(), Error> {
@@ -417,7 +432,12 @@ async fn schedule_replicas(host: &kube::Client, members: &[Member]) -> Result<()
             Err(e) => return Err(api_err(format!("reading {}/{name}", target.federated_kind()))(e)),
         };
         let total = rsp["spec"]["totalReplicas"].as_i64().unwrap_or(0);
-        let plan = crate::planner::plan(total, &crate::planner::preferences(&rsp["spec"]), &ready);
+        let prefs = crate::planner::preferences(&rsp["spec"]);
+        let plan = if crate::planner::rebalance(&rsp["spec"]) {
+            crate::planner::plan(total, &prefs, &ready)
+        } else {
+            crate::planner::plan_keeping(total, &prefs, &ready, &running_replicas(&fed))
+        };
         let placed: Vec<Value> = plan
             .iter()
             .filter(|(_, n)| **n > 0)

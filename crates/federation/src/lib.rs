@@ -7,7 +7,8 @@
 //!   probes member health, schedules replicas, propagates federated objects.
 //! - [`planner`] (replicas per cluster) and [`propagation`] (placement, overrides, what a member should hold):
 //!   pure functions the controller applies.
-//! - [`kubefedctl`]: upstream's CLI verbs (`join`, `unjoin`, `enable`, `disable`, `federate`) as library calls.
+//! - [`kubefedctl`]: upstream's CLI verbs (`join`, `unjoin`, `enable`, `disable`, `federate`) as library calls, and
+//!   bulwark's `install` of the control plane as a leader-elected Deployment of the host (upstream: a Helm chart).
 //!
 //! Everything talks to the host and the members over their HTTPS APIs with kube-rs, as any client would.
 

@@ -1,7 +1,8 @@
 //! The kubelet's conversation with the API server about pods: watching the pods bound to this node
 //! ([`watch_pods`] into [`ApiPods`]), and after each reconcile pass ([`ApiSync::sync`]) reporting pod status through
 //! `pods/status`, keeping a mirror pod for every static pod, and finishing graceful deletions (the kubelet deletes a
-//! terminating pod with grace 0 once its containers are gone, as upstream does).
+//! terminating pod with grace 0 once its containers are gone, as upstream does), and writing the pods' service-account
+//! token volumes ([`crate::volumes`]).
 //!
 //! Registration, node status and the node Lease live in [`crate::node`].
 
@@ -132,16 +133,26 @@ pub struct ApiSync {
     sent: BTreeMap<String, PodStatus>,
     /// Failures already logged, so a pass per second does not repeat them.
     warned: BTreeSet<String>,
+    /// The kubelet's root directory, where pods' volumes are written.
+    root_dir: std::path::PathBuf,
+    tokens: crate::volumes::Tokens,
 }
 
 impl ApiSync {
-    pub fn new(client: kube::Client, node: String, node_uid: Arc<OnceLock<String>>) -> ApiSync {
+    pub fn new(
+        client: kube::Client,
+        node: String,
+        node_uid: Arc<OnceLock<String>>,
+        root_dir: std::path::PathBuf,
+    ) -> ApiSync {
         ApiSync {
             client,
             node,
             node_uid,
             sent: BTreeMap::new(),
             warned: BTreeSet::new(),
+            root_dir,
+            tokens: crate::volumes::Tokens::default(),
         }
     }
 
@@ -189,10 +200,20 @@ impl ApiSync {
 
     /// Brings the API up to date with one pass: `views` are the pods the kubelet runs, `finished` the terminating
     /// API pods whose containers are all gone, `bound` every pod bound to the node (mirror pods included).
-    pub async fn sync(&mut self, views: &[PodView], finished: &[Pod], bound: &[Pod]) {
+    /// Returns whether a pod's volumes became ready, so that its containers start without waiting for a period.
+    pub async fn sync(&mut self, views: &[PodView], finished: &[Pod], bound: &[Pod]) -> bool {
         use tracing::Instrument;
         let span = tracing::debug_span!("api_sync", node = %self.node);
-        self.sync_inner(views, finished, bound).instrument(span).await
+        async {
+            let ready = self
+                .tokens
+                .sync(&self.client, &self.root_dir, bound, std::time::SystemTime::now())
+                .await;
+            self.sync_inner(views, finished, bound).await;
+            ready
+        }
+        .instrument(span)
+        .await
     }
 
     async fn sync_inner(&mut self, views: &[PodView], finished: &[Pod], bound: &[Pod]) {

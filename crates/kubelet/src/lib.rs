@@ -13,6 +13,7 @@
 //! - [`probe`]: exec / httpGet / tcpSocket probe workers (readiness, liveness, startup).
 //! - [`node`]: Node registration, node status, the node Lease. [`api`]: the pod watch, pod status reports, mirror
 //!   pods, finishing graceful deletions. [`bootstrap`]: TLS bootstrap through a CertificateSigningRequest.
+//! - [`volumes`]: projected service-account volumes (bound token, CA, namespace) for API pods.
 //! - [`server`]: the HTTPS server on `--port` (`/healthz`, `/containerLogs/...`) and plain `/healthz` on
 //!   `--healthz-port`. [`config`]: the `KubeletConfiguration` file.
 //! - this file: [`Config`], [`Kubelet::sync_once`] (one reconcile pass: start, restart with back-off, probe, stop
@@ -32,6 +33,7 @@ pub mod runtime;
 pub mod server;
 pub mod shim;
 pub mod status;
+pub mod volumes;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use pod::{ConfigError, DesiredPod, ManifestError};
@@ -88,6 +90,19 @@ pub struct Config {
     /// PATH used to find containers' programs.
     pub path_env: String,
     pub sync_period: Duration,
+    /// The API server the kubelet talks to (host, port): what API pods get as `KUBERNETES_SERVICE_HOST`/`_PORT`.
+    pub api_server: Option<(String, u16)>,
+}
+
+impl Config {
+    fn node_context(&self) -> pod::NodeContext<'_> {
+        pod::NodeContext {
+            rootfs: &self.rootfs,
+            root_dir: &self.root_dir,
+            path_env: &self.path_env,
+            api_server: self.api_server.as_ref().map(|(h, p)| (h.as_str(), *p)),
+        }
+    }
 }
 
 const SOURCE_FILE: &str = "file";
@@ -414,8 +429,7 @@ impl Kubelet {
                     None => Some(0),
                     Some(attempt) => match self.runtime.state(attempt) {
                         ContainerState::Running { .. } => {
-                            let spec =
-                                pod::process_spec(pod, container, &self.config.rootfs, &self.config.path_env);
+                            let spec = pod::process_spec(pod, container, &self.config.node_context());
                             self.prober.ensure(
                                 attempt,
                                 &probe::Target {
@@ -445,7 +459,20 @@ impl Kubelet {
                     },
                 };
                 let Some(number) = next else { continue };
-                match pod::process_spec(pod, container, &self.config.rootfs, &self.config.path_env) {
+                // A pod's volumes come before its containers, as upstream: no token yet, no start.
+                if !pod.static_pod
+                    && let Err(message) = volumes::ready(&self.config.root_dir, &pod.pod)
+                {
+                    report.waiting.insert(
+                        key,
+                        ConfigError {
+                            reason: "ContainerCreating",
+                            message,
+                        },
+                    );
+                    continue;
+                }
+                match pod::process_spec(pod, container, &self.config.node_context()) {
                     Err(reason) => {
                         report.waiting.insert(key, reason);
                     }
@@ -619,8 +646,11 @@ pub async fn run(
         }
         let span = tracing::info_span!("sync", node = %kubelet.config.node_name);
         let _ = span.in_scope(|| kubelet.sync_once());
-        if let (Some(api), Some(bound)) = (api.as_mut(), pods.as_ref().and_then(|p| p.snapshot())) {
-            api.sync(&kubelet.views(), kubelet.finished(), &bound).await;
+        if let (Some(api), Some(bound)) = (api.as_mut(), pods.as_ref().and_then(|p| p.snapshot()))
+            && api.sync(&kubelet.views(), kubelet.finished(), &bound).await
+        {
+            // Volumes just written: start those containers now rather than a period later.
+            continue;
         }
         let changed = async {
             match &pods {

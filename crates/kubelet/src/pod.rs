@@ -1,6 +1,7 @@
 //! Static pods: reading the manifest directory, the UID a static pod gets, and turning a container of a pod into
-//! what the process runtime starts (command resolved on PATH, environment, working directory, user and group, and
-//! hostPath volumes mapped below the node's root directory).
+//! what the process runtime starts (command resolved on PATH, environment, working directory, user and group,
+//! hostPath volumes mapped below the node's root directory, projected service-account volumes to the kubelet's
+//! directory of them, and the API server's address for API pods).
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use sha2::{Digest, Sha256};
@@ -203,16 +204,41 @@ pub struct ProcessSpec {
     pub gid: Option<u32>,
 }
 
-/// Maps container paths to host paths: a hostPath volume mounted at `mountPath` is the host's `<rootfs>/<path>`.
-/// Without mount namespaces the process sees the host's filesystem, so paths in its arguments are rewritten.
-pub fn path_mapping(pod: &Pod, container: &Container, rootfs: &Path) -> Vec<(String, String)> {
-    let volumes: BTreeMap<&str, &str> = pod
+/// What the node adds to every container's process besides the pod's own spec.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeContext<'a> {
+    /// The node's root directory: hostPath volumes are below it.
+    pub rootfs: &'a Path,
+    /// The kubelet's root directory: projected volumes are below `<root_dir>/pods/<uid>`.
+    pub root_dir: &'a Path,
+    /// PATH used to find containers' programs.
+    pub path_env: &'a str,
+    /// The API server the kubelet talks to, as `KUBERNETES_SERVICE_HOST`/`_PORT` of API pods.
+    pub api_server: Option<(&'a str, u16)>,
+}
+
+/// Maps container paths to host paths: a hostPath volume mounted at `mountPath` is the host's `<rootfs>/<path>`, a
+/// projected volume the kubelet's directory of it ([`crate::volumes::projected_dir`]). Without mount namespaces
+/// the process sees the host's filesystem, so paths in its arguments are rewritten.
+pub fn path_mapping(pod: &Pod, container: &Container, node: &NodeContext<'_>) -> Vec<(String, String)> {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let volumes: BTreeMap<&str, PathBuf> = pod
         .spec
         .as_ref()
         .and_then(|s| s.volumes.as_ref())
         .map(|vs| {
             vs.iter()
-                .filter_map(|v| v.host_path.as_ref().map(|h| (v.name.as_str(), h.path.as_str())))
+                .filter_map(|v| {
+                    if let Some(h) = &v.host_path {
+                        return Some((v.name.as_str(), node.rootfs.join(h.path.trim_start_matches('/'))));
+                    }
+                    v.projected.as_ref().map(|_| {
+                        (
+                            v.name.as_str(),
+                            crate::volumes::projected_dir(node.root_dir, uid, &v.name),
+                        )
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -221,8 +247,7 @@ pub fn path_mapping(pod: &Pod, container: &Container, rootfs: &Path) -> Vec<(Str
         .iter()
         .flatten()
         .filter_map(|m| {
-            let host = volumes.get(m.name.as_str())?;
-            let host = rootfs.join(host.trim_start_matches('/')).display().to_string();
+            let host = volumes.get(m.name.as_str())?.display().to_string();
             (host != m.mount_path).then(|| (m.mount_path.trim_end_matches('/').to_string(), host))
         })
         .collect();
@@ -275,10 +300,10 @@ pub fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
 pub fn process_spec(
     pod: &DesiredPod,
     container: &Container,
-    rootfs: &Path,
-    path_env: &str,
+    node: &NodeContext<'_>,
 ) -> Result<ProcessSpec, ConfigError> {
-    let mapping = path_mapping(&pod.pod, container, rootfs);
+    let path_env = node.path_env;
+    let mapping = path_mapping(&pod.pod, container, node);
     let mut argv: Vec<String> = container.command.clone().unwrap_or_default();
     argv.extend(container.args.clone().unwrap_or_default());
     let Some(program) = argv.first().cloned() else {
@@ -294,6 +319,19 @@ pub fn process_spec(
         ("PATH".into(), path_env.into()),
         ("HOSTNAME".into(), pod.name.clone()),
     ];
+    // Upstream points these at the `kubernetes` Service; without kube-proxy its IP would not route, so API pods
+    // get the endpoint the kubelet itself uses. Container env below may still override them.
+    if let (false, Some((host, port))) = (pod.static_pod, node.api_server) {
+        env.push(("KUBERNETES_SERVICE_HOST".into(), host.into()));
+        env.push(("KUBERNETES_SERVICE_PORT".into(), port.to_string()));
+        env.push(("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()));
+    }
+    if let Some((_, dir)) = mapping
+        .iter()
+        .find(|(mount, _)| mount == client::SERVICEACCOUNT_MOUNT_PATH)
+    {
+        env.push((client::SERVICEACCOUNT_DIR_ENV.into(), dir.clone()));
+    }
     for var in container.env.iter().flatten() {
         match (&var.value, &var.value_from) {
             (_, Some(_)) => {
@@ -407,6 +445,15 @@ spec:
   - {name: etcd-data, hostPath: {path: /var/lib/etcd}}
 "#;
 
+    fn node<'a>(rootfs: &'a str, path_env: &'a str) -> NodeContext<'a> {
+        NodeContext {
+            rootfs: Path::new(rootfs),
+            root_dir: Path::new("/var/lib/kubelet"),
+            path_env,
+            api_server: None,
+        }
+    }
+
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).unwrap();
     }
@@ -459,7 +506,7 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "etcd.yaml", ETCD);
         let pod = read_manifests(dir.path(), "n").0.remove(0);
-        let spec = process_spec(&pod, &pod.containers()[0], Path::new("/node1"), "/usr/bin:/bin").unwrap();
+        let spec = process_spec(&pod, &pod.containers()[0], &node("/node1", "/usr/bin:/bin")).unwrap();
         assert!(spec.argv[0].ends_with("/sh"), "{:?}", spec.argv);
         assert_eq!(
             spec.argv[1],
@@ -468,7 +515,7 @@ spec:
         assert_eq!(spec.argv[2], "--data-dir=/node1/var/lib/etcd");
         assert_eq!(spec.argv[3], "one-two");
         assert_eq!(spec.argv[4], "$(A)");
-        let same = process_spec(&pod, &pod.containers()[0], Path::new("/"), "/usr/bin:/bin").unwrap();
+        let same = process_spec(&pod, &pod.containers()[0], &node("/", "/usr/bin:/bin")).unwrap();
         assert_eq!(same.argv[1], "--cert-file=/etc/kubernetes/pki/etcd/server.crt");
     }
 
@@ -481,10 +528,51 @@ spec:
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: nginx}\n  - {name: d, command: [no-such-program-xyz]}\n",
         );
         let pod = read_manifests(dir.path(), "n").0.remove(0);
-        let err = process_spec(&pod, &pod.containers()[0], Path::new("/"), "/usr/bin").unwrap_err();
+        let err = process_spec(&pod, &pod.containers()[0], &node("/", "/usr/bin")).unwrap_err();
         assert_eq!(err.reason, "CreateContainerConfigError");
         assert!(err.message.contains("has no command"), "{}", err.message);
-        let err = process_spec(&pod, &pod.containers()[1], Path::new("/"), "/usr/bin").unwrap_err();
+        let err = process_spec(&pod, &pod.containers()[1], &node("/", "/usr/bin")).unwrap_err();
         assert!(err.message.contains("not found in $PATH"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_api_pod_finds_the_api_server_and_its_service_account_files_on_the_host() {
+        let pod: Pod = serde_yaml::from_str(
+            r#"
+metadata: {name: ctl, namespace: kube-federation-system, uid: u-9}
+spec:
+  containers:
+  - name: ctl
+    command: [sh, -c, "cat /var/run/secrets/kubernetes.io/serviceaccount/token"]
+    env: [{name: KUBERNETES_SERVICE_PORT, value: "7443"}]
+    volumeMounts: [{name: kube-api-access-abcde, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}]
+  volumes:
+  - name: kube-api-access-abcde
+    projected: {sources: [{serviceAccountToken: {path: token}}]}
+"#,
+        )
+        .unwrap();
+        let desired = DesiredPod::from_api(&pod).unwrap();
+        let ctx = NodeContext {
+            api_server: Some(("10.1.0.1", 6443)),
+            ..node("/", "/usr/bin:/bin")
+        };
+        let spec = process_spec(&desired, &desired.containers()[0], &ctx).unwrap();
+        let dir = "/var/lib/kubelet/pods/u-9/volumes/kubernetes.io~projected/kube-api-access-abcde";
+        assert_eq!(spec.argv[2], format!("cat {dir}/token"));
+        let env = |k: &str| {
+            spec.env
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(env("KUBERNETES_SERVICE_HOST"), Some("10.1.0.1"));
+        assert_eq!(
+            env("KUBERNETES_SERVICE_PORT"),
+            Some("7443"),
+            "the container's own env wins"
+        );
+        assert_eq!(env(client::SERVICEACCOUNT_DIR_ENV), Some(dir));
     }
 }

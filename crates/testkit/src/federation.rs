@@ -1,6 +1,6 @@
 //! Fixtures for federation tests and benchmarks: API servers that can stop and come back on the same port and
-//! data ([`Cluster`]), the `kubefed-controller-manager` process ([`Manager`]), and registering a member in a host
-//! the way `kubefedctl join` leaves it ([`register`]).
+//! data ([`Cluster`]), what a member needs to run pods ([`Worker`]), the `kubefed-controller-manager` process
+//! ([`Manager`]), and registering a member in a host the way `kubefedctl join` leaves it ([`register`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -141,4 +141,97 @@ pub fn ready(host: &Kubectl, name: &str) -> Option<String> {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().last().map(str::to_string))
+}
+
+/// What a member needs to run pods: the cluster's `kube-controller-manager` (deployments, replica sets, service
+/// accounts, the root CA ConfigMap, garbage collection of what a deleted Deployment owned) and one `kubelet` registering node [`Worker::NODE`] with the admin
+/// credentials, on the cluster's PKI root as its `--rootfs`. No scheduler: pods name the node themselves
+/// (`spec.nodeName`). Stopped on drop, the pods' processes with it.
+pub struct Worker {
+    controller_manager: Child,
+    kubelet: Child,
+    root: PathBuf,
+}
+
+impl Worker {
+    pub const NODE: &'static str = "worker";
+
+    pub fn start(cluster: &Cluster) -> Result<Self> {
+        let root = cluster.pki.dir.path().join("root");
+        let pki = cluster.pki.pki_dir();
+        let log = |name: &str| std::fs::File::create(cluster.pki.dir.path().join(name));
+        let controller_manager = Command::new(bulwark()?)
+            .arg("kube-controller-manager")
+            .arg(format!("--kubeconfig={}", cluster.pki.kubeconfig().display()))
+            .args([
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--controllers=deployment,replicaset,serviceaccount,root-ca-cert-publisher,garbagecollector",
+            ])
+            .arg(format!("--root-ca-file={}", pki.join("ca.crt").display()))
+            .env("BULWARK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log("kube-controller-manager.log")?)
+            .spawn()?;
+        std::fs::create_dir_all(root.join("var/lib/kubelet"))?;
+        std::fs::write(
+            root.join("var/lib/kubelet/config.yaml"),
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             authentication: {anonymous: {enabled: false}, x509: {clientCAFile: /etc/kubernetes/pki/ca.crt}}\n\
+             authorization: {mode: Webhook}\ncgroupDriver: systemd\n",
+        )?;
+        let kubelet = Command::new(bulwark()?)
+            .args([
+                "kubelet",
+                "--kubeconfig=/etc/kubernetes/admin.conf",
+                "--config=/var/lib/kubelet/config.yaml",
+                "--node-ip=127.0.0.1",
+                "--address=127.0.0.1",
+                "--healthz-port=0",
+            ])
+            .arg(format!("--port={}", free_port()?))
+            .arg(format!("--hostname-override={}", Self::NODE))
+            .arg("--rootfs")
+            .arg(&root)
+            .env("BULWARK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log("kubelet.log")?)
+            .spawn()?;
+        Ok(Self {
+            controller_manager,
+            kubelet,
+            root,
+        })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        for child in [&mut self.kubelet, &mut self.controller_manager] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Containers outlive their kubelet by design: end them by the PIDs their shims recorded.
+        let mut dirs = vec![self.root.join("var/lib/kubelet/bulwark/containers")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if matches!(
+                    path.file_name().and_then(|n| n.to_str()),
+                    Some("container.pid" | "shim.pid")
+                ) && let Ok(pid) = std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .trim()
+                    .parse::<i32>()
+                {
+                    let _ = Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
 }

@@ -8,6 +8,8 @@
 //! - [`unjoin()`]: removes both sides again (`--force`: the host side even when the member is gone).
 //! - [`enable()`] / [`disable()`]: the `Federated<Kind>` CRD and FederatedTypeConfig of a type found by discovery.
 //! - [`federate()`]: a `Federated<Kind>` from an object of the host.
+//! - [`install()`] (bulwark's, where upstream uses its Helm chart): the control plane itself, CRDs to a
+//!   leader-elected `kubefed-controller-manager` Deployment.
 //!
 //! Layout: [`cluster`] resolves kubeconfig contexts into clients and names clusters in errors; [`console`] prints
 //! upstream's result lines and klog-formatted `--v` progress; `join`, `unjoin`, `types` (discovery, enable, disable)
@@ -16,6 +18,7 @@
 pub mod cluster;
 pub mod console;
 mod federate;
+mod install;
 mod join;
 mod types;
 mod unjoin;
@@ -27,6 +30,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 pub use cluster::{Cluster, ContextInfo, Kubeconfig, Role};
 pub use console::{Console, Severity};
 pub use federate::{FederateOptions, federate, federated_object};
+pub use install::{InstallOptions, install, manifests as install_manifests};
 pub use join::{JoinOptions, Joined, join};
 pub use types::{ApiType, DisableOptions, EnableOptions, disable, enable, lookup};
 pub use unjoin::{UnjoinOptions, unjoin};
