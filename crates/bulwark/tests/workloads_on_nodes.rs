@@ -5,7 +5,7 @@
 //!
 //! The scenario: a Deployment of real HTTP servers with a readiness probe scales, rolls out a new version losing no
 //! more than maxUnavailable, rolls back, survives the death of a worker (its pods come back on the other one after
-//! their toleration), and deleting it stops every process. The ignored test measures 100 pods Running.
+//! the toleration the API server's `--default-unreachable-toleration-seconds` gives them), and deleting it stops every process. The ignored test measures 100 pods Running.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -23,6 +23,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 const CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
 /// How long the node lifecycle controller waits for a silent kubelet before its node turns Unknown.
 const GRACE: Duration = Duration::from_secs(4);
+/// How long pods tolerate a node that turned unreachable or not ready, set through the API server's flags.
+const TOLERATION: u32 = 2;
 
 /// A whole cluster on one machine. Fields drop in declaration order: nodes (kubelets and containers) first.
 struct Cluster {
@@ -37,7 +39,14 @@ impl Cluster {
     /// Starts the control plane and `workers` worker nodes, plus a control-plane node tainted NoSchedule if
     /// `control_plane_node`. Node `i` is on `127.<net>.0.<i+1>` with pod CIDR `127.<net>.<i+1>.0/24`.
     fn start(control_plane_node: bool, workers: usize) -> Cluster {
-        let server = SingleServer::start().unwrap();
+        // Pods tolerate an unreachable or not-ready node for 2 s (DefaultTolerationSeconds admission) instead of 300.
+        let server = SingleServer::start_with(|_| {
+            vec![
+                format!("--default-not-ready-toleration-seconds={TOLERATION}"),
+                format!("--default-unreachable-toleration-seconds={TOLERATION}"),
+            ]
+        })
+        .unwrap();
         let grace = format!("--node-monitor-grace-period={}s", GRACE.as_secs());
         let cm = controller_manager(
             &server,
@@ -159,10 +168,8 @@ fn http_get(ip: &str, port: u16) -> Option<String> {
 const PORT: u16 = 8080;
 
 /// A Deployment of Python HTTP servers, each bound to its pod's own address (downward API) on the same port and
-/// serving `<www>/$(VERSION)`; ready when it answers. Pods tolerate an unreachable or not-ready node for 2 s.
+/// serving `<www>/$(VERSION)`; ready when it answers.
 fn web_deployment(www: &Path, replicas: u32) -> Value {
-    let toleration =
-        |key: &str| json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2});
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "default"},
@@ -174,7 +181,6 @@ fn web_deployment(www: &Path, replicas: u32) -> Value {
                 "metadata": {"labels": {"app": "web"}},
                 "spec": {
                     "terminationGracePeriodSeconds": 5,
-                    "tolerations": [toleration("node.kubernetes.io/unreachable"), toleration("node.kubernetes.io/not-ready")],
                     "containers": [{
                         "name": "web", "image": "python:3",
                         "command": ["python3", "-u", "-m", "http.server", PORT.to_string(), "--bind", "$(POD_IP)",
@@ -291,6 +297,15 @@ fn a_deployment_of_real_servers_scales_rolls_out_rolls_back_fails_over_and_goes_
     let pods = serving(k, 2, "v1");
     assert_own_addresses(&cluster, &pods);
     assert_eq!(pids(&marker).len(), 2, "one server process per pod");
+    let tolerations = &pods[0]["spec"]["tolerations"];
+    assert!(
+        tolerations
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["tolerationSeconds"] == TOLERATION),
+        "{tolerations}"
+    );
 
     // Up to four (two per worker at most, on the same port) and down to three: the extra process stops.
     k.ok(&["scale", "deploy/web", "--replicas=4"]).unwrap();
@@ -360,7 +375,7 @@ fn a_deployment_of_real_servers_scales_rolls_out_rolls_back_fails_over_and_goes_
         .find(|c| c["type"] == "Ready")
         .unwrap();
     assert_eq!(ready["reason"], "NodeStatusUnknown");
-    // The pods come back on the surviving worker once their 2 s toleration of the unreachable taint is over.
+    // The pods come back on the surviving worker once their toleration of the unreachable taint is over.
     let survivors = eventually(
         Duration::from_secs(30),
         "the lost pods to be replaced on the other worker",
