@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub kubelet_client_key: Option<PathBuf>,
     /// `--kubelet-certificate-authority`: verifies kubelets' serving certificates; without it they are not verified.
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// `--default-not-ready-toleration-seconds` / `--default-unreachable-toleration-seconds`: what the
+    /// DefaultTolerationSeconds admission plugin gives pods that do not tolerate those NoExecute taints themselves.
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl ServerConfig {
@@ -59,6 +63,8 @@ impl ServerConfig {
             kubelet_client_certificate: None,
             kubelet_client_key: None,
             kubelet_certificate_authority: None,
+            default_not_ready_toleration_seconds: crate::admission::default_tolerations::DEFAULT_SECONDS,
+            default_unreachable_toleration_seconds: crate::admission::default_tolerations::DEFAULT_SECONDS,
         }
     }
 }

@@ -78,7 +78,13 @@ pub async fn serve(
         store,
         registries,
         security: Arc::new(security),
-        admission: Arc::new(crate::admission::default_chain(admission_rng())),
+        admission: Arc::new(crate::admission::default_chain(
+            admission_rng(),
+            crate::admission::default_tolerations::DefaultTolerationSeconds {
+                not_ready_seconds: config.default_not_ready_toleration_seconds,
+                unreachable_seconds: config.default_unreachable_toleration_seconds,
+            },
+        )),
         config: Arc::new(config),
         service_ips: Arc::new(service_ips),
         clock: Arc::new(store::SystemClock),

@@ -126,6 +126,45 @@ async fn bad_input_gets_upstream_status_codes_and_nothing_is_stored() -> Result<
         code == 422 && body["details"]["causes"][0]["field"] == "spec.containers",
         "{code} {body}"
     );
+    // A Deployment whose selector does not match its template's labels, selects everything or is missing: 422 naming
+    // the field, as upstream's validation.
+    const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+    for (selector, field, message) in [
+        (
+            json!({"matchLabels": {"app": "other"}}),
+            "spec.template.metadata.labels",
+            "`selector` does not match template `labels`",
+        ),
+        (
+            json!({}),
+            "spec.selector",
+            "empty selector is invalid for deployment",
+        ),
+        (Value::Null, "spec.selector", "Required value"),
+    ] {
+        let mut deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+            "spec": {"selector": selector, "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        if deployment["spec"]["selector"].is_null() {
+            deployment["spec"].as_object_mut().map(|s| s.remove("selector"));
+        }
+        let (code, body) = env.post(DEPLOYS, &deployment)?;
+        let causes = body["details"]["causes"].as_array().cloned().unwrap_or_default();
+        ensure!(
+            code == 422
+                && reason(&body) == "Invalid"
+                && causes.iter().any(|c| c["field"] == field)
+                && body["message"].as_str().is_some_and(|m| {
+                    m.starts_with("Deployment.apps \"bad\" is invalid: ") && m.contains(message)
+                }),
+            "{code} {body}"
+        );
+    }
+    let (code, list) = env.get(DEPLOYS)?;
+    ensure!(
+        code == 200 && list["items"].as_array().is_some_and(Vec::is_empty),
+        "{list}"
+    );
     // Oversized body: 413.
     let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": "a".repeat(4 << 20)}});
     let file = env.pki.dir.path().join("big.json");

@@ -62,6 +62,14 @@ struct Args {
     /// Verifies kubelets' serving certificates (pods/log); without it they are not verified, as upstream.
     #[arg(long)]
     kubelet_certificate_authority: Option<PathBuf>,
+    /// Indicates the tolerationSeconds of the toleration for notReady:NoExecute that is added by default to every
+    /// pod that does not already have such a toleration
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Indicates the tolerationSeconds of the toleration for unreachable:NoExecute that is added by default to
+    /// every pod that does not already have such a toleration
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// Flags of upstream's kube-apiserver that bulwark accepts without acting on them.
     #[arg(skip)]
     ignored: Vec<String>,
@@ -212,6 +220,8 @@ fn config_from(a: Args) -> anyhow::Result<ServerConfig> {
     c.kubelet_client_certificate = a.kubelet_client_certificate;
     c.kubelet_client_key = a.kubelet_client_key;
     c.kubelet_certificate_authority = a.kubelet_certificate_authority;
+    c.default_not_ready_toleration_seconds = a.default_not_ready_toleration_seconds;
+    c.default_unreachable_toleration_seconds = a.default_unreachable_toleration_seconds;
     Ok(c)
 }
 

@@ -52,6 +52,10 @@ struct Kubelet {
     /// IP address of the node
     #[arg(long)]
     node_ip: Option<String>,
+    /// The CIDR pods that are not hostNetwork take their own addresses from; bulwark requires a range inside
+    /// 127.0.0.0/8, whose addresses all reach the loopback interface (without it, pods share the node's address)
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// Register the node with the given list of taints
     #[arg(long)]
     register_with_taints: Option<String>,
@@ -125,6 +129,7 @@ struct Settings {
     anonymous: bool,
     manifest_path: Option<PathBuf>,
     sync_period: Duration,
+    pod_cidr: Option<kubelet::ipam::PodCidr>,
 }
 
 fn settle(cli: &Kubelet, layout: &kubeadm::Layout) -> anyhow::Result<Settings> {
@@ -219,6 +224,13 @@ fn settle(cli: &Kubelet, layout: &kubeadm::Layout) -> anyhow::Result<Settings> {
             .or(file.static_pod_path.clone().map(PathBuf::from))
             .map(|p| layout.host(p)),
         sync_period: duration(&file.sync_frequency, Duration::from_secs(1)).min(Duration::from_secs(1)),
+        pod_cidr: cli
+            .pod_cidr
+            .clone()
+            .or(file.pod_cidr.clone())
+            .filter(|c| !c.is_empty())
+            .map(|c| kubelet::ipam::PodCidr::parse(&c))
+            .transpose()?,
     })
 }
 
@@ -236,6 +248,7 @@ fn run(cli: Kubelet) -> anyhow::Result<()> {
     let config = kubelet::Config {
         node_name: settings.node.name.clone(),
         node_ip: settings.node.ip.clone(),
+        pod_cidr: settings.pod_cidr,
         pod_manifest_path: settings.manifest_path.clone(),
         runtime_dir: root_dir.join("bulwark/containers"),
         root_dir: root_dir.clone(),

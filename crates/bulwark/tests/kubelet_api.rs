@@ -6,63 +6,38 @@
 
 mod common;
 
-use common::{Containers, Proc, eventually, text};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use common::{eventually, text};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime};
-use testkit::cluster::{ApiServer, Kubectl, Pki, free_port};
+use std::time::Duration;
+use testkit::cluster::{Kubectl, SingleServer, free_port};
+use testkit::components::{KubeletNode, NodeOptions};
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
 
 /// An API server that can reach kubelets (`--kubelet-client-certificate`), as kubeadm configures it.
-struct Cluster {
-    server: ApiServer,
-    pki: Pki,
-}
+struct Cluster(SingleServer);
 
 impl Cluster {
     fn start() -> Cluster {
-        let port = free_port().unwrap();
-        let pki = Pki::new(port).unwrap();
-        let dir = pki.pki_dir();
-        let server = ApiServer::start(
-            &pki,
-            port,
-            &[
-                format!("--storage-dir={}", pki.dir.path().join("store").display()),
-                format!(
-                    "--kubelet-client-certificate={}",
-                    dir.join("apiserver-kubelet-client.crt").display()
-                ),
-                format!(
-                    "--kubelet-client-key={}",
-                    dir.join("apiserver-kubelet-client.key").display()
-                ),
-            ],
-        )
-        .unwrap();
-        Cluster { server, pki }
+        Cluster(SingleServer::start_for_kubelets().unwrap())
     }
 
     fn kubectl(&self) -> Kubectl {
-        Kubectl {
-            bin: testkit::cluster::kubectl_newest().expect("a newest kubectl"),
-            kubeconfig: self.pki.kubeconfig(),
-        }
+        self.0
+            .kubectl(testkit::cluster::kubectl_newest().expect("a newest kubectl"))
     }
 
     fn kubectl_1_20(&self) -> Kubectl {
-        Kubectl {
-            bin: testkit::cluster::kubectl_1_20().expect("kubectl 1.20"),
-            kubeconfig: self.pki.kubeconfig(),
-        }
+        self.0
+            .kubectl(testkit::cluster::kubectl_1_20().expect("kubectl 1.20"))
     }
 
     /// What the controller-manager would make in `default`: its ServiceAccount and the `kube-root-ca.crt` ConfigMap.
     fn stand_in_for_the_controller_manager(&self, kubectl: &Kubectl) {
         kubectl.ok(&["create", "serviceaccount", "default"]).unwrap();
-        let ca = self.pki.pki_dir().join("ca.crt");
+        let ca = self.0.pki.pki_dir().join("ca.crt");
         kubectl
             .ok(&[
                 "create",
@@ -73,153 +48,19 @@ impl Cluster {
             .unwrap();
     }
 
-    fn ca(&self) -> pki::CertificateAuthority {
-        let dir = self.pki.pki_dir();
-        pki::CertificateAuthority::from_parts(
-            pki::read_cert(&dir.join("ca.crt")).unwrap(),
-            pki::read_key(&dir.join("ca.key")).unwrap(),
-        )
-        .unwrap()
+    fn client_pair(&self, dir: &Path, base: &str, user: &str, group: &str) {
+        self.0.pki.client_pair(dir, base, user, group).unwrap();
     }
 
-    /// A client certificate signed by the cluster CA, written as `<dir>/<base>.crt/.key`.
-    fn client_pair(
-        &self,
-        dir: &Path,
-        base: &str,
-        user: &str,
-        group: &str,
-    ) -> (pki::Certificate, pki::KeyPair) {
-        let ca = self.ca();
-        let key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256).unwrap();
-        let spec = pki::CertSpec {
-            common_name: user.into(),
-            organizations: vec![group.into()],
-            usages: vec![pki::Usage::ClientAuth],
-            validity: pki::LEAF_VALIDITY,
-            ..Default::default()
-        };
-        let cert = ca.issue(&spec, &key, SystemTime::now()).unwrap();
-        pki::write_cert_and_key(dir, base, &cert, &key).unwrap();
-        (cert, key)
-    }
-}
-
-/// A node: a root directory, a kubelet kubeconfig for `system:node:<name>`, and the kubelet process.
-struct Node {
-    kubelet: Option<Proc>,
-    // Dropped after the kubelet: the containers go before their root directory.
-    _containers: Containers,
-    root: tempfile::TempDir,
-    name: String,
-    port: u16,
-}
-
-impl Node {
-    fn new(cluster: &Cluster) -> Node {
-        let root = tempfile::tempdir().unwrap();
-        let name = format!(
+    /// A node on 127.0.0.1 with a kubelet, labelled as a worker.
+    fn node(&self) -> KubeletNode {
+        let mut options = NodeOptions::named(&format!(
             "node-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let etc = root.path().join("etc/kubernetes");
-        std::fs::create_dir_all(etc.join("manifests")).unwrap();
-        std::fs::create_dir_all(root.path().join("var/lib/kubelet")).unwrap();
-        let (cert, key) = cluster.client_pair(
-            root.path(),
-            "node-client",
-            &format!("system:node:{name}"),
-            "system:nodes",
-        );
-        pki::Kubeconfig::for_client_cert(
-            "kubernetes",
-            &format!("https://127.0.0.1:{}", cluster.server.port),
-            cluster.ca().certificate(),
-            &format!("system:node:{name}"),
-            &cert,
-            &key,
-        )
-        .unwrap()
-        .write(&etc.join("kubelet.conf"))
-        .unwrap();
-        // Short lease and status periods keep the test quick; the CA is where kubeadm's configuration names it.
-        std::fs::create_dir_all(etc.join("pki")).unwrap();
-        std::fs::copy(cluster.pki.pki_dir().join("ca.crt"), etc.join("pki/ca.crt")).unwrap();
-        std::fs::write(
-            root.path().join("var/lib/kubelet/config.yaml"),
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
-             authentication: {anonymous: {enabled: false}, x509: {clientCAFile: /etc/kubernetes/pki/ca.crt}}\n\
-             authorization: {mode: Webhook}\ncgroupDriver: systemd\nstaticPodPath: /etc/kubernetes/manifests\n\
-             nodeStatusUpdateFrequency: 1s\nnodeLeaseDurationSeconds: 4\n",
-        )
-        .unwrap();
-        let mut node = Node {
-            kubelet: None,
-            _containers: Containers(root.path().to_path_buf()),
-            root,
-            name,
-            port: free_port().unwrap(),
-        };
-        node.start_kubelet();
-        node
-    }
-
-    fn start_kubelet(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.path().join("kubelet.log"))
-            .unwrap();
-        let child = Command::new(common::bulwark())
-            .args([
-                "kubelet",
-                "--kubeconfig=/etc/kubernetes/kubelet.conf",
-                "--config=/var/lib/kubelet/config.yaml",
-                "--node-ip=127.0.0.1",
-                "--address=127.0.0.1",
-                "--healthz-port=0",
-                "--node-labels=bulwark.test/role=worker",
-                "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
-            ])
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--hostname-override={}", self.name))
-            .arg("--rootfs")
-            .arg(self.root.path())
-            .env("BULWARK_LOG", "info,kube_client=warn,kube_runtime=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.kubelet = Some(Proc(child));
-    }
-
-    fn stop_kubelet(&mut self) {
-        // Proc's drop kills the kubelet by its PID and waits for it.
-        self.kubelet = None;
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("kubelet.log")).unwrap_or_default()
-    }
-
-    fn manifests(&self) -> PathBuf {
-        self.root.path().join("etc/kubernetes/manifests")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail: Vec<String> = lines[lines.len().saturating_sub(25)..]
-                .iter()
-                .map(|l| l.chars().take(400).collect())
-                .collect();
-            eprintln!("kubelet log (tail):\n{}", tail.join("\n"));
-        }
+        ));
+        options.labels = Some("bulwark.test/role=worker".into());
+        KubeletNode::start(&self.0.pki, self.0.server.port, options).unwrap()
     }
 }
 
@@ -247,7 +88,7 @@ fn container_status(pod: &serde_json::Value) -> serde_json::Value {
 #[test]
 fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_graceful_deletion() {
     let cluster = Cluster::start();
-    let node = Node::new(&cluster);
+    let node = cluster.node();
     let kubectl = cluster.kubectl();
     // No controller-manager here to make the namespace's service account, which admission wants, nor the root CA
     // ConfigMap the pod's token volume carries.
@@ -256,15 +97,15 @@ fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_g
     // Registered and Ready, for both kubectls.
     for k in [cluster.kubectl_1_20(), cluster.kubectl()] {
         eventually(Duration::from_secs(30), "the node to be Ready", || {
-            let out = k.run(&["get", "nodes", &node.name, "--no-headers"]).ok()?;
+            let out = k.run(&["get", "nodes", node.name(), "--no-headers"]).ok()?;
             let line = text(&out.stdout);
             (line.contains(" Ready ") && line.contains("v1.33.0")).then_some(())
         });
     }
-    let node_obj = json(&kubectl, &["get", "node", &node.name, "-o", "json"]).unwrap();
+    let node_obj = json(&kubectl, &["get", "node", node.name(), "-o", "json"]).unwrap();
     assert_eq!(
         node_obj["metadata"]["labels"]["kubernetes.io/hostname"],
-        node.name.as_str()
+        node.name()
     );
     assert_eq!(node_obj["metadata"]["labels"]["bulwark.test/role"], "worker");
     let ready = node_obj["status"]["conditions"]
@@ -289,11 +130,11 @@ fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_g
     let lease = |k: &Kubectl| {
         json(
             k,
-            &["get", "lease", "-n", "kube-node-lease", &node.name, "-o", "json"],
+            &["get", "lease", "-n", "kube-node-lease", node.name(), "-o", "json"],
         )
     };
     let first = eventually(Duration::from_secs(20), "the node lease", || lease(&kubectl));
-    assert_eq!(first["spec"]["holderIdentity"], node.name.as_str());
+    assert_eq!(first["spec"]["holderIdentity"], node.name());
     assert_eq!(first["metadata"]["ownerReferences"][0]["kind"], "Node");
     eventually(Duration::from_secs(20), "the lease to renew", || {
         let now = lease(&kubectl)?;
@@ -308,7 +149,7 @@ fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_g
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web", "namespace": "default"},
         "spec": {
-            "nodeName": node.name,
+            "nodeName": node.name(),
             "terminationGracePeriodSeconds": 5,
             "containers": [{
                 "name": "web", "image": "python:3",
@@ -368,7 +209,7 @@ fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_g
     );
     assert!(vars.contains(&"KUBERNETES_SERVICE_HOST=127.0.0.1"), "{vars:?}");
     assert!(
-        vars.contains(&format!("KUBERNETES_SERVICE_PORT={}", cluster.server.port).as_str()),
+        vars.contains(&format!("KUBERNETES_SERVICE_PORT={}", cluster.0.server.port).as_str()),
         "{vars:?}"
     );
     assert_eq!(pod["status"]["podIP"], "127.0.0.1");
@@ -443,7 +284,7 @@ fn a_node_registers_renews_its_lease_and_runs_a_bound_pod_with_probes_logs_and_g
 #[test]
 fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_its_containers() {
     let cluster = Cluster::start();
-    let mut node = Node::new(&cluster);
+    let mut node = cluster.node();
     let kubectl = cluster.kubectl();
     cluster.stand_in_for_the_controller_manager(&kubectl);
     let marker = format!(
@@ -459,7 +300,7 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
         ),
     )
     .unwrap();
-    let mirror_name = format!("sleeper-{}", node.name);
+    let mirror_name = format!("sleeper-{}", node.name());
 
     // The mirror pod: annotated, owned by the Node, Running.
     let mirror = eventually(Duration::from_secs(30), "the mirror pod to run", || {
@@ -476,10 +317,7 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
         annotations["kubernetes.io/config.hash"]
     );
     assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
-    assert_eq!(
-        mirror["metadata"]["ownerReferences"][0]["name"],
-        node.name.as_str()
-    );
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["name"], node.name());
     assert_eq!(pids(&marker).len(), 1);
 
     // Deleting the mirror pod brings a new one; the static pod itself keeps running.
@@ -501,7 +339,7 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
     let crash = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "crash", "namespace": "default"},
-        "spec": {"nodeName": node.name, "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo bye; exit 3"]}]}
+        "spec": {"nodeName": node.name(), "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo bye; exit 3"]}]}
     });
     kubectl
         .ok_stdin(&["apply", "-f", "-"], &crash.to_string())
@@ -525,7 +363,7 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
     let nocmd = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "nocmd", "namespace": "default"},
-        "spec": {"nodeName": node.name, "containers": [{"name": "c", "image": "nginx"}]}
+        "spec": {"nodeName": node.name(), "containers": [{"name": "c", "image": "nginx"}]}
     });
     kubectl
         .ok_stdin(&["apply", "-f", "-"], &nocmd.to_string())
@@ -550,7 +388,7 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
     let bound = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "bound", "namespace": "default"},
-        "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 2,
+        "spec": {"nodeName": node.name(), "terminationGracePeriodSeconds": 2,
                  "containers": [{"name": "c", "image": "busybox", "command": ["sleep", bound_marker]}]}
     });
     kubectl
@@ -562,7 +400,7 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
     });
     let static_pid = pids(&marker)[0];
     node.stop_kubelet();
-    node.start_kubelet();
+    node.start_kubelet().unwrap();
     eventually(
         Duration::from_secs(20),
         "the restarted kubelet to post status",

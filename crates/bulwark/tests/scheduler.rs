@@ -2,65 +2,13 @@
 //! `bulwark kube-scheduler` against a real API server: binding to fitting nodes, taints, FailedScheduling events,
 //! retry when the cluster changes, health over HTTPS, and leader election hand-over between two schedulers.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::{Value, json};
-use testkit::cluster::{SingleServer, bulwark, curl, eventually, free_port};
-
-/// A `bulwark kube-scheduler` process, killed on drop; its log goes to a file beside the server's.
-struct Scheduler {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Scheduler {
-    fn start(server: &SingleServer, tag: &str, extra: &[&str]) -> Result<Self> {
-        let log = server.pki.dir.path().join(format!("scheduler-{tag}.log"));
-        let child = Command::new(bulwark()?)
-            .arg("kube-scheduler")
-            .arg(format!("--kubeconfig={}", server.kubeconfig().display()))
-            .arg(format!(
-                "--authentication-kubeconfig={}",
-                server.kubeconfig().display()
-            ))
-            .arg(format!(
-                "--authorization-kubeconfig={}",
-                server.kubeconfig().display()
-            ))
-            .arg("--bind-address=127.0.0.1")
-            .args(extra)
-            .env("BULWARK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        Ok(Self { child, log })
-    }
-
-    fn signal(&self, sig: &str) -> Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()?;
-        if !status.success() {
-            bail!("kill -{sig} failed");
-        }
-        Ok(())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+use testkit::cluster::{SingleServer, curl, eventually, free_port};
+use testkit::components::{Process, scheduler};
 
 fn api(server: &SingleServer, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
     let mut args: Vec<String> = vec![path.to_string(), "-X".into(), method.into()];
@@ -180,7 +128,7 @@ const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 fn pods_are_bound_to_fitting_nodes_and_taints_are_respected() {
     let server = start_server();
     let port = free_port().unwrap();
-    let sched = Scheduler::start(
+    let sched = scheduler(
         &server,
         "a",
         &[&format!("--secure-port={port}"), "--leader-elect=false"],
@@ -245,7 +193,7 @@ fn pods_are_bound_to_fitting_nodes_and_taints_are_respected() {
 #[test]
 fn an_unschedulable_pod_gets_a_failed_scheduling_event_and_is_bound_once_a_node_fits() {
     let server = start_server();
-    let sched = Scheduler::start(&server, "a", &["--secure-port=0", "--leader-elect=false"]).unwrap();
+    let sched = scheduler(&server, "a", &["--secure-port=0", "--leader-elect=false"]).unwrap();
     create_node(
         &server,
         "cp",
@@ -308,14 +256,14 @@ fn leader_flags(lease: &str, renew: &str, retry: &str) -> Vec<String> {
 }
 
 /// Starts scheduler A, waits for it to lead, then starts standby B; returns both and A's identity.
-fn leader_and_standby(server: &SingleServer, flags: &[String]) -> (Scheduler, Scheduler, String) {
+fn leader_and_standby(server: &SingleServer, flags: &[String]) -> (Process, Process, String) {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let a = Scheduler::start(server, "a", &flags).unwrap();
+    let a = scheduler(server, "a", &flags).unwrap();
     let holder = eventually(Duration::from_secs(20), "scheduler a to lead", || {
         lease_holder(server)
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
-    let b = Scheduler::start(server, "b", &flags).unwrap();
+    let b = scheduler(server, "b", &flags).unwrap();
     // B is a candidate once it has read the lease; give it a pod to prove A is the one scheduling meanwhile.
     create_node(server, "w1", "4", json!({}), json!([]));
     create_pod(server, "before", "100m", json!({}));
@@ -340,8 +288,9 @@ fn killing_the_leader_lets_the_standby_take_over_within_the_lease_duration() {
     let retry = Duration::from_millis(500);
     let (mut a, b, first) = leader_and_standby(&server, &leader_flags("3s", "2s", "500ms"));
     let killed = Instant::now();
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
+    a.kill().unwrap();
+    // A pod that arrives while nobody leads waits for the standby.
+    create_pod(&server, "while-leaderless", "100m", json!({}));
     let next = eventually(Duration::from_secs(20), "the standby to take the lease", || {
         lease_holder(&server).filter(|h| *h != first)
     })
@@ -350,6 +299,7 @@ fn killing_the_leader_lets_the_standby_take_over_within_the_lease_duration() {
     println!("standby {next} took over {took:?} after SIGKILL (lease {lease:?}, retry {retry:?})");
     // The standby waits one lease duration from the last renewal it saw; polling adds up to a retry period.
     assert!(took <= lease + retry + Duration::from_secs(1), "took {took:?}");
+    wait_bound(&server, "while-leaderless", Duration::from_secs(20));
     create_pod(&server, "after", "100m", json!({}));
     wait_bound(&server, "after", Duration::from_secs(20));
 }

@@ -3,94 +3,15 @@
 //! collection with every propagation policy, namespace deletion, and leader election between two
 //! controller-managers. No kubelet runs: tests mark pods ready through `pods/<name>/status` themselves.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use testkit::cluster::{Kubectl, SingleServer, bulwark, eventually, kubectl_1_20, kubectl_newest};
-
-/// A `bulwark kube-controller-manager` process, killed on drop.
-struct ControllerManager {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for ControllerManager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ControllerManager {
-    fn start(server: &SingleServer, name: &str, extra: &[&str]) -> Result<Self> {
-        let log = server.pki.dir.path().join(format!("{name}.log"));
-        let pki = server.pki.pki_dir();
-        // The flags kubeadm's manifest passes: the certificate and token controllers refuse to start without them.
-        let file = |flag: &str, f: &str| format!("--{flag}={}", pki.join(f).display());
-        let child = Command::new(bulwark()?)
-            .arg("kube-controller-manager")
-            .arg(format!("--kubeconfig={}", server.kubeconfig().display()))
-            .args(["--secure-port=0", "--controllers=*"])
-            .args([
-                file("root-ca-file", "ca.crt"),
-                file("service-account-private-key-file", "sa.key"),
-                file("cluster-signing-cert-file", "ca.crt"),
-                file("cluster-signing-key-file", "ca.key"),
-            ])
-            .args(extra)
-            .env("BULWARK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        Ok(Self { child, log })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-}
+use testkit::cluster::{Kubectl, SingleServer, eventually, kubectl_1_20, kubectl_newest, name_of, pod_ready};
+use testkit::components::{Process, controller_manager};
 
 fn kubectl(server: &SingleServer) -> Kubectl {
     server.kubectl(kubectl_newest().expect("a kubectl"))
-}
-
-fn get_json(k: &Kubectl, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    let out = k.run(&a).ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-fn items(k: &Kubectl, args: &[&str]) -> Vec<Value> {
-    get_json(k, args)
-        .and_then(|v| v["items"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// Pods that are not being deleted.
-fn live_pods(k: &Kubectl, ns: &str, selector: &str) -> Vec<Value> {
-    items(k, &["get", "pods", "-n", ns, "-l", selector])
-        .into_iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .collect()
-}
-
-fn is_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 fn mark_ready(k: &Kubectl, ns: &str, name: &str) {
@@ -108,10 +29,6 @@ fn mark_ready(k: &Kubectl, ns: &str, name: &str) {
         "-p",
         &patch.to_string(),
     ]);
-}
-
-fn name_of(v: &Value) -> String {
-    v["metadata"]["name"].as_str().unwrap_or_default().to_string()
 }
 
 const DEPLOYMENT: &str = r#"
@@ -139,14 +56,14 @@ fn apply_deployment(k: &Kubectl, ns: &str) {
 
 fn wait_pods(k: &Kubectl, ns: &str, n: usize) -> Vec<Value> {
     eventually(Duration::from_secs(30), &format!("{n} pods in {ns}"), || {
-        let pods = live_pods(k, ns, "app=web");
+        let pods = k.live_pods(ns, "app=web");
         (pods.len() == n).then_some(pods)
     })
     .unwrap()
 }
 
 fn ready_all(k: &Kubectl, ns: &str) {
-    for p in live_pods(k, ns, "app=web").iter().filter(|p| !is_ready(p)) {
+    for p in k.live_pods(ns, "app=web").iter().filter(|p| !pod_ready(p)) {
         mark_ready(k, ns, &name_of(p));
     }
 }
@@ -159,7 +76,7 @@ fn rollout_status(k: &Kubectl, ns: &str) -> String {
 #[test]
 fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back() {
     let server = SingleServer::start().unwrap();
-    let _cm = ControllerManager::start(&server, "cm", &["--leader-elect=false"]).unwrap();
+    let _cm = controller_manager(&server, "cm", &["--leader-elect=false"]).unwrap();
     let k = kubectl(&server);
     let ns = "roll";
     create_ns(&k, ns);
@@ -167,7 +84,7 @@ fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back()
 
     // One ReplicaSet named <deployment>-<hash> with the hash label, owning four pods named <rs>-<5 chars>.
     let pods = wait_pods(&k, ns, 4);
-    let rs = items(&k, &["get", "rs", "-n", ns]);
+    let rs = k.items(&["get", "rs", "-n", ns]);
     assert_eq!(rs.len(), 1);
     let rs_name = name_of(&rs[0]);
     let hash = rs[0]["metadata"]["labels"]["pod-template-hash"]
@@ -204,7 +121,7 @@ fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back()
             "{out}"
         );
     }
-    let d = get_json(&k, &["get", "deploy", "web", "-n", ns]).unwrap();
+    let d = k.json(&["get", "deploy", "web", "-n", ns]).unwrap();
     assert_eq!(d["status"]["availableReplicas"], 4);
     let reasons: Vec<&str> = d["status"]["conditions"]
         .as_array()
@@ -231,14 +148,14 @@ fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back()
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut min_available = usize::MAX;
     loop {
-        let pods = live_pods(&k, ns, "app=web");
-        let available = pods.iter().filter(|p| is_ready(p)).count();
+        let pods = k.live_pods(ns, "app=web");
+        let available = pods.iter().filter(|p| pod_ready(p)).count();
         min_available = min_available.min(available);
         assert!(
             available >= 3,
             "only {available} pods available during the rollout"
         );
-        let d = get_json(&k, &["get", "deploy", "web", "-n", ns]).unwrap();
+        let d = k.json(&["get", "deploy", "web", "-n", ns]).unwrap();
         let s = &d["status"];
         if s["observedGeneration"] == d["metadata"]["generation"]
             && s["updatedReplicas"] == 4
@@ -250,7 +167,7 @@ fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back()
         // Ready one new pod at a time, as a slow kubelet would.
         if let Some(p) = pods
             .iter()
-            .find(|p| !is_ready(p) && p["spec"]["containers"][0]["image"] == "web:2")
+            .find(|p| !pod_ready(p) && p["spec"]["containers"][0]["image"] == "web:2")
         {
             mark_ready(&k, ns, &name_of(p));
         }
@@ -260,7 +177,7 @@ fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back()
     assert!(min_available >= 3);
     let out = rollout_status(&k, ns);
     assert!(out.contains("successfully rolled out"), "{out}");
-    let d = get_json(&k, &["get", "deploy", "web", "-n", ns]).unwrap();
+    let d = k.json(&["get", "deploy", "web", "-n", ns]).unwrap();
     assert_eq!(
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "2"
@@ -270,7 +187,7 @@ fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back()
     k.ok(&["rollout", "undo", "deploy/web", "-n", ns]).unwrap();
     eventually(Duration::from_secs(60), "the rollback to finish", || {
         ready_all(&k, ns);
-        let d = get_json(&k, &["get", "deploy", "web", "-n", ns])?;
+        let d = k.json(&["get", "deploy", "web", "-n", ns])?;
         let s = &d["status"];
         (d["spec"]["template"]["spec"]["containers"][0]["image"] == "web:1"
             && s["observedGeneration"] == d["metadata"]["generation"]
@@ -280,7 +197,7 @@ fn a_deployment_creates_scales_rolls_out_within_max_unavailable_and_rolls_back()
             .then_some(())
     })
     .unwrap();
-    let rs = get_json(&k, &["get", "rs", &rs_name, "-n", ns]).unwrap();
+    let rs = k.json(&["get", "rs", &rs_name, "-n", ns]).unwrap();
     assert_eq!(
         rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "3"
@@ -299,16 +216,15 @@ fn deploy_ready(k: &Kubectl, ns: &str) {
 #[test]
 fn deleting_a_deployment_cascades_in_the_background_in_the_foreground_or_not_at_all() {
     let server = SingleServer::start().unwrap();
-    let cm = ControllerManager::start(&server, "cm", &["--leader-elect=false"]).unwrap();
+    let cm = controller_manager(&server, "cm", &["--leader-elect=false"]).unwrap();
     let k = kubectl(&server);
 
     // Background (the default): the Deployment goes at once, its ReplicaSet and pods after it.
     deploy_ready(&k, "bg");
     k.ok(&["delete", "deploy", "web", "-n", "bg"]).unwrap();
     eventually(Duration::from_secs(30), "replica sets and pods to go", || {
-        (items(&k, &["get", "rs", "-n", "bg"]).is_empty()
-            && items(&k, &["get", "pods", "-n", "bg"]).is_empty())
-        .then_some(())
+        (k.items(&["get", "rs", "-n", "bg"]).is_empty() && k.items(&["get", "pods", "-n", "bg"]).is_empty())
+            .then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", cm.log()));
 
@@ -321,10 +237,10 @@ fn deleting_a_deployment_cascades_in_the_background_in_the_foreground_or_not_at_
         Duration::from_secs(30),
         "the deployment to go and its replica set to be orphaned",
         || {
-            if get_json(&k, &["get", "deploy", "web", "-n", "orphan"]).is_some() {
+            if k.json(&["get", "deploy", "web", "-n", "orphan"]).is_some() {
                 return None;
             }
-            let rs = items(&k, &["get", "rs", "-n", "orphan"]);
+            let rs = k.items(&["get", "rs", "-n", "orphan"]);
             (rs.len() == 1
                 && rs[0]["metadata"]["ownerReferences"]
                     .as_array()
@@ -333,7 +249,7 @@ fn deleting_a_deployment_cascades_in_the_background_in_the_foreground_or_not_at_
         },
     )
     .unwrap();
-    assert_eq!(live_pods(&k, "orphan", "app=web").len(), 4);
+    assert_eq!(k.live_pods("orphan", "app=web").len(), 4);
     assert_eq!(rs[0]["spec"]["replicas"], 4);
 
     // Foreground: the Deployment stays, marked, until its ReplicaSet and pods are gone.
@@ -348,7 +264,7 @@ fn deleting_a_deployment_cascades_in_the_background_in_the_foreground_or_not_at_
         "--wait=false",
     ])
     .unwrap();
-    let d = get_json(&k, &["get", "deploy", "web", "-n", "fg"]);
+    let d = k.json(&["get", "deploy", "web", "-n", "fg"]);
     if let Some(d) = d {
         assert!(
             d["metadata"]["finalizers"]
@@ -363,9 +279,9 @@ fn deleting_a_deployment_cascades_in_the_background_in_the_foreground_or_not_at_
         Duration::from_secs(30),
         "the foreground deletion to finish",
         || {
-            (get_json(&k, &["get", "deploy", "web", "-n", "fg"]).is_none()
-                && items(&k, &["get", "rs", "-n", "fg"]).is_empty()
-                && items(&k, &["get", "pods", "-n", "fg"]).is_empty())
+            (k.json(&["get", "deploy", "web", "-n", "fg"]).is_none()
+                && k.items(&["get", "rs", "-n", "fg"]).is_empty()
+                && k.items(&["get", "pods", "-n", "fg"]).is_empty())
             .then_some(())
         },
     )
@@ -375,7 +291,7 @@ fn deleting_a_deployment_cascades_in_the_background_in_the_foreground_or_not_at_
 #[test]
 fn deleting_a_namespace_removes_its_content_and_then_the_namespace() {
     let server = SingleServer::start().unwrap();
-    let _cm = ControllerManager::start(&server, "cm", &["--leader-elect=false"]).unwrap();
+    let _cm = controller_manager(&server, "cm", &["--leader-elect=false"]).unwrap();
     let k = kubectl(&server);
     deploy_ready(&k, "doomed");
     k.ok(&["create", "configmap", "c", "-n", "doomed", "--from-literal=a=b"])
@@ -393,10 +309,7 @@ fn deleting_a_namespace_removes_its_content_and_then_the_namespace() {
 }
 
 fn holder(k: &Kubectl) -> Option<String> {
-    let lease = get_json(
-        k,
-        &["get", "lease", "kube-controller-manager", "-n", "kube-system"],
-    )?;
+    let lease = k.json(&["get", "lease", "kube-controller-manager", "-n", "kube-system"])?;
     lease["spec"]["holderIdentity"]
         .as_str()
         .map(str::to_string)
@@ -404,10 +317,7 @@ fn holder(k: &Kubectl) -> Option<String> {
 }
 
 /// Which of two controller-managers logged that it became leader last.
-fn leader_of<'a>(
-    a: &'a ControllerManager,
-    b: &'a ControllerManager,
-) -> Option<(&'a ControllerManager, &'a ControllerManager)> {
+fn leader_of<'a>(a: &'a Process, b: &'a Process) -> Option<(&'a Process, &'a Process)> {
     match (
         a.log().contains("became leader"),
         b.log().contains("became leader"),
@@ -420,7 +330,7 @@ fn leader_of<'a>(
 
 fn wait_pods_count(k: &Kubectl, ns: &str, n: usize, within: Duration) -> Result<()> {
     eventually(within, &format!("{n} pods in {ns}"), || {
-        (live_pods(k, ns, "app=web").len() == n).then_some(())
+        (k.live_pods(ns, "app=web").len() == n).then_some(())
     })
     .map(|_| ())
 }
@@ -434,8 +344,8 @@ fn a_standby_controller_manager_takes_over_when_the_leader_dies_or_hands_over_on
         "--leader-elect-renew-deadline=2s",
         "--leader-elect-retry-period=500ms",
     ];
-    let a = ControllerManager::start(&server, "cm-a", &lease).unwrap();
-    let b = ControllerManager::start(&server, "cm-b", &lease).unwrap();
+    let a = controller_manager(&server, "cm-a", &lease).unwrap();
+    let b = controller_manager(&server, "cm-b", &lease).unwrap();
     eventually(Duration::from_secs(20), "a leader", || {
         leader_of(&a, &b).map(|_| ())
     })
@@ -444,7 +354,7 @@ fn a_standby_controller_manager_takes_over_when_the_leader_dies_or_hands_over_on
     let first = holder(&k).unwrap();
 
     // kill -9: no release, so the standby waits out the lease (3 s) and then works.
-    leader.signal("-KILL");
+    leader.signal("KILL").unwrap();
     let killed = Instant::now();
     eventually(Duration::from_secs(10), "the standby to lead", || {
         standby.log().contains("became leader").then_some(())
@@ -456,12 +366,12 @@ fn a_standby_controller_manager_takes_over_when_the_leader_dies_or_hands_over_on
     deploy_ready(&k, "after-kill");
 
     // A third one stands by; SIGTERM on the leader releases the lease and the standby leads within 2 s.
-    let c = ControllerManager::start(&server, "cm-c", &lease).unwrap();
+    let c = controller_manager(&server, "cm-c", &lease).unwrap();
     eventually(Duration::from_secs(10), "the third to stand by", || {
         c.log().contains("attempting to acquire").then_some(())
     })
     .unwrap();
-    standby.signal("-TERM");
+    standby.signal("TERM").unwrap();
     let termed = Instant::now();
     eventually(Duration::from_secs(5), "the third to lead", || {
         c.log().contains("became leader").then_some(())
@@ -473,38 +383,4 @@ fn a_standby_controller_manager_takes_over_when_the_leader_dies_or_hands_over_on
     k.ok(&["scale", "deploy/web", "-n", "after-kill", "--replicas=2"])
         .unwrap();
     wait_pods_count(&k, "after-kill", 2, Duration::from_secs(20)).unwrap();
-}
-
-/// Measures the time from creating a 100-replica Deployment to 100 pods existing and to all of them available
-/// (the test marks them ready). `cargo test -p bulwark --test workloads -- --ignored --nocapture`.
-#[test]
-#[ignore = "benchmark"]
-fn bench_a_100_replica_deployment_comes_up() {
-    let server = SingleServer::start().unwrap();
-    let _cm = ControllerManager::start(&server, "cm", &["--leader-elect=false"]).unwrap();
-    let k = kubectl(&server);
-    create_ns(&k, "bench");
-    let start = Instant::now();
-    k.ok_stdin(
-        &["apply", "-f", "-"],
-        &DEPLOYMENT
-            .replace("NS", "bench")
-            .replace("replicas: 4", "replicas: 100"),
-    )
-    .unwrap();
-    wait_pods_count(&k, "bench", 100, Duration::from_secs(120)).unwrap();
-    let created = start.elapsed();
-    let pods = live_pods(&k, "bench", "app=web");
-    for p in &pods {
-        mark_ready(&k, "bench", &name_of(p));
-    }
-    eventually(Duration::from_secs(120), "100 available", || {
-        let d = get_json(&k, &["get", "deploy", "web", "-n", "bench"])?;
-        (d["status"]["availableReplicas"] == 100).then_some(())
-    })
-    .unwrap();
-    println!(
-        "100 pods created in {created:?}; deployment available after marking them ready in {:?}",
-        start.elapsed()
-    );
 }

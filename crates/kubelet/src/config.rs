@@ -42,6 +42,9 @@ pub struct KubeletConfiguration {
     pub sync_frequency: Option<String>,
     pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     pub max_pods: Option<i64>,
+    /// Upstream's standalone-mode pod CIDR; here the loopback range pods take their own addresses from.
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: Option<String>,
     pub cgroup_driver: Option<String>,
 }
 

@@ -10,6 +10,7 @@
 //!   disk so a restarted kubelet adopts what runs).
 //! - [`shim`]: the shim process (`bulwark container-shim <dir>`): CRI-format logs, signal forwarding, exit status.
 //! - [`status`]: pod status (phase, conditions, container states) from what the runtime and probes observed.
+//! - [`ipam`]: an address of its own for each pod that is not `hostNetwork`, from a pod CIDR inside 127.0.0.0/8.
 //! - [`probe`]: exec / httpGet / tcpSocket probe workers (readiness, liveness, startup).
 //! - [`node`]: Node registration, node status, the node Lease. [`api`]: the pod watch, pod status reports, mirror
 //!   pods, finishing graceful deletions. [`bootstrap`]: TLS bootstrap through a CertificateSigningRequest.
@@ -26,6 +27,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod config;
+pub mod ipam;
 pub mod node;
 pub mod pod;
 pub mod probe;
@@ -40,6 +42,7 @@ use pod::{ConfigError, DesiredPod, ManifestError};
 use runtime::{Attempt, ContainerState, Runtime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -73,8 +76,10 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub node_name: String,
-    /// The node's IP: hostIP, and podIP of every pod (host network only).
+    /// The node's IP: hostIP, and podIP of host-network pods (of every pod without `pod_cidr`).
     pub node_ip: String,
+    /// Where pods that are not `hostNetwork` take their own address from (`--pod-cidr`).
+    pub pod_cidr: Option<ipam::PodCidr>,
     /// Host path of the static pod manifest directory, if any.
     pub pod_manifest_path: Option<PathBuf>,
     /// Host path of the kubelet's state (`/var/lib/kubelet` below the node root).
@@ -120,6 +125,9 @@ struct PodRecord {
     /// When the kubelet first took the pod on (the pod's `startTime`).
     #[serde(default)]
     start_time: Option<String>,
+    /// The pod's own address from the pod CIDR, kept for the pod's life so a restarted kubelet reports the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pod_ip: Option<String>,
 }
 
 fn source_file() -> String {
@@ -186,6 +194,8 @@ pub struct Kubelet {
     views: BTreeMap<String, PodView>,
     /// Terminating API pods whose containers are all gone, to be deleted for good.
     finished: Vec<Pod>,
+    /// Addresses handed out from the pod CIDR, per pod UID (mirrors the records on disk).
+    pod_ips: BTreeMap<String, Ipv4Addr>,
     _lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
@@ -220,6 +230,7 @@ impl Kubelet {
             .map_err(io(&lock_path))?;
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|_| KubeletError::Locked(config.root_dir.clone()))?;
+        let pod_ips = recorded_pod_ips(&config.root_dir.join("pods"));
         Ok(Kubelet {
             config,
             runtime,
@@ -232,6 +243,7 @@ impl Kubelet {
             prober: Arc::new(probe::Prober::default()),
             views: BTreeMap::new(),
             finished: Vec::new(),
+            pod_ips,
             _lock: Some(lock),
         })
     }
@@ -272,6 +284,50 @@ impl Kubelet {
         if let Ok(json) = serde_json::to_vec_pretty(record) {
             let _ = shim::write_atomic(&path, &json);
         }
+    }
+
+    /// The address `pod` has: the node's for host-network pods or without a pod CIDR, else its own.
+    fn pod_ip(&self, pod: &DesiredPod) -> String {
+        match self.pod_ips.get(&pod.uid) {
+            Some(ip) if !pod.host_network() => ip.to_string(),
+            _ => self.config.node_ip.clone(),
+        }
+    }
+
+    /// Keeps the address recorded for `pod`, or hands out a free one; `None` when the pod CIDR is full.
+    fn assign_pod_ip(&mut self, pod: &DesiredPod, recorded: Option<&str>) -> Option<Option<String>> {
+        let Some(cidr) = self.config.pod_cidr.filter(|_| !pod.host_network()) else {
+            return Some(None);
+        };
+        let kept = recorded
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            .filter(|ip| cidr.contains(*ip))
+            .or_else(|| self.pod_ips.get(&pod.uid).copied());
+        let ip = match kept {
+            Some(ip) => ip,
+            None => {
+                let used: BTreeSet<Ipv4Addr> = self.pod_ips.values().copied().collect();
+                let ip = cidr.allocate(&used, self.config.node_ip.parse().ok())?;
+                tracing::info!(pod = %pod.name, namespace = %pod.namespace, ip = %ip, "assigned pod IP");
+                ip
+            }
+        };
+        self.pod_ips.insert(pod.uid.clone(), ip);
+        Some(Some(ip.to_string()))
+    }
+
+    fn facts(&self, pod: &DesiredPod) -> pod::PodFacts {
+        pod::PodFacts {
+            node_name: self.config.node_name.clone(),
+            host_ip: self.config.node_ip.clone(),
+            pod_ip: self.pod_ip(pod),
+        }
+    }
+
+    fn forget_pod(&mut self, uid: &str) {
+        let _ = std::fs::remove_dir_all(self.config.root_dir.join("pods").join(uid));
+        self.backoff.retain(|(u, _), _| u != uid);
+        self.pod_ips.remove(uid);
     }
 
     fn log_path(&self, pod: &DesiredPod, container: &str, attempt: u32) -> PathBuf {
@@ -399,9 +455,21 @@ impl Kubelet {
         };
         for uid in unwanted_pods {
             if !remaining.contains(&uid) {
-                let _ = std::fs::remove_dir_all(self.config.root_dir.join("pods").join(&uid));
-                self.backoff.retain(|(u, _), _| *u != uid);
+                self.forget_pod(&uid);
             }
+        }
+        // Pods that went before any container of theirs started (one that cannot start, say) have no attempt to
+        // clean up above; their records and addresses go too.
+        let running: BTreeSet<String> = all.iter().map(|a| a.pod_uid.clone()).collect();
+        let idle: Vec<String> = self
+            .pod_ips
+            .keys()
+            .filter(|uid| !wanted.contains(uid.as_str()) && !running.contains(*uid))
+            .filter(|uid| api_synced || self.read_record(uid).is_some_and(|r| r.source == SOURCE_FILE))
+            .cloned()
+            .collect();
+        for uid in idle {
+            self.forget_pod(&uid);
         }
 
         for pod in &desired {
@@ -410,6 +478,22 @@ impl Kubelet {
                 continue;
             }
             let existing = self.read_record(&pod.uid);
+            let Some(pod_ip) = self.assign_pod_ip(pod, existing.as_ref().and_then(|r| r.pod_ip.as_deref()))
+            else {
+                for container in pod.containers() {
+                    report.waiting.insert(
+                        (pod.uid.clone(), container.name.clone()),
+                        ConfigError {
+                            reason: "ContainerCreating",
+                            message: format!(
+                                "no free address left in the pod CIDR {}",
+                                self.config.pod_cidr.map(|c| c.to_string()).unwrap_or_default()
+                            ),
+                        },
+                    );
+                }
+                continue;
+            };
             let record = PodRecord {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
@@ -419,7 +503,9 @@ impl Kubelet {
                     .as_ref()
                     .and_then(|r| r.start_time.clone())
                     .or_else(|| Some(rfc3339(now))),
+                pod_ip,
             };
+            let facts = self.facts(pod);
             if existing.as_ref() != Some(&record) {
                 self.write_record(&pod.uid, &record);
             }
@@ -429,11 +515,12 @@ impl Kubelet {
                     None => Some(0),
                     Some(attempt) => match self.runtime.state(attempt) {
                         ContainerState::Running { .. } => {
-                            let spec = pod::process_spec(pod, container, &self.config.node_context());
+                            let spec = pod::process_spec(pod, container, &self.config.node_context(), &facts);
+                            // Probes without a host go to the pod's address, as upstream's.
                             self.prober.ensure(
                                 attempt,
                                 &probe::Target {
-                                    host: self.config.node_ip.clone(),
+                                    host: facts.pod_ip.clone(),
                                     env: spec.map(|s| s.env).unwrap_or_default(),
                                     container: container.clone(),
                                 },
@@ -472,7 +559,7 @@ impl Kubelet {
                     );
                     continue;
                 }
-                match pod::process_spec(pod, container, &self.config.node_context()) {
+                match pod::process_spec(pod, container, &self.config.node_context(), &facts) {
                     Err(reason) => {
                         report.waiting.insert(key, reason);
                     }
@@ -546,9 +633,12 @@ impl Kubelet {
                         ContainerState::Running { started_at, .. } => {
                             live.insert(attempt.clone());
                             obs.running = Some(started_at.unwrap_or_else(|| rfc3339(now)));
+                            // Before its probe workers report (a container started in this very pass has none
+                            // yet), a container with a readiness or startup probe is not ready or started, as
+                            // upstream: else a new pod would be Ready for a moment and a rollout would count it.
                             let results = self.prober.results(attempt);
-                            obs.ready = results.is_none_or(|r| r.ready);
-                            obs.started = results.is_none_or(|r| r.started);
+                            obs.ready = results.map_or(container.readiness_probe.is_none(), |r| r.ready);
+                            obs.started = results.map_or(container.startup_probe.is_none(), |r| r.started);
                         }
                         ContainerState::Exited(exit) => {
                             obs.exit_is_final = !Self::restart_wanted(pod, exit.exit_code);
@@ -579,6 +669,7 @@ impl Kubelet {
                 pod,
                 &observations,
                 &self.config.node_ip,
+                &self.pod_ip(pod),
                 start_time.as_deref(),
                 previous,
                 to_timestamp(now),
@@ -600,6 +691,20 @@ impl Kubelet {
             .map(|(_, (pod, _))| pod.clone())
             .collect();
     }
+}
+
+/// The pod CIDR addresses recorded by an earlier kubelet on this root directory, per pod UID.
+fn recorded_pod_ips(pods_dir: &std::path::Path) -> BTreeMap<String, Ipv4Addr> {
+    let mut ips = BTreeMap::new();
+    for entry in std::fs::read_dir(pods_dir).into_iter().flatten().flatten() {
+        let record: Option<PodRecord> = std::fs::read(entry.path().join("pod.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(ip) = record.and_then(|r| r.pod_ip).and_then(|ip| ip.parse().ok()) {
+            ips.insert(entry.file_name().to_string_lossy().into_owned(), ip);
+        }
+    }
+    ips
 }
 
 fn latest_attempts(all: &[Attempt]) -> BTreeMap<(String, String), Attempt> {
@@ -672,6 +777,145 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pod::ProcessSpec;
+    use runtime::RuntimeError;
+    use std::sync::Mutex;
+
+    /// A runtime that only remembers: every started attempt runs until stopped.
+    #[derive(Default)]
+    struct FakeRuntime {
+        running: Mutex<BTreeMap<Attempt, ProcessSpec>>,
+    }
+
+    impl Runtime for FakeRuntime {
+        fn start(
+            &self,
+            attempt: &Attempt,
+            spec: &ProcessSpec,
+            _log: &std::path::Path,
+        ) -> Result<(), RuntimeError> {
+            self.running.lock().unwrap().insert(attempt.clone(), spec.clone());
+            Ok(())
+        }
+        fn state(&self, _attempt: &Attempt) -> ContainerState {
+            ContainerState::Running {
+                pid: Some(1),
+                started_at: None,
+            }
+        }
+        fn stop(&self, attempt: &Attempt, _force: bool) {
+            self.running.lock().unwrap().remove(attempt);
+        }
+        fn list(&self) -> Vec<Attempt> {
+            self.running.lock().unwrap().keys().cloned().collect()
+        }
+        fn remove(&self, attempt: &Attempt) {
+            self.running.lock().unwrap().remove(attempt);
+        }
+    }
+
+    fn config(root: &std::path::Path, pod_cidr: Option<&str>) -> Config {
+        Config {
+            node_name: "n1".into(),
+            node_ip: "127.50.0.1".into(),
+            pod_cidr: pod_cidr.map(|c| ipam::PodCidr::parse(c).unwrap()),
+            pod_manifest_path: Some(root.join("manifests")),
+            root_dir: root.join("var/lib/kubelet"),
+            runtime_dir: root.join("var/lib/kubelet/bulwark/containers"),
+            log_dir: root.join("var/log/pods"),
+            rootfs: root.to_path_buf(),
+            shim_program: PathBuf::from("/bin/true"),
+            path_env: "/usr/bin:/bin".into(),
+            sync_period: Duration::from_secs(1),
+            api_server: None,
+        }
+    }
+
+    fn manifest(root: &std::path::Path, name: &str, extra_spec: &str, extra_container: &str) {
+        std::fs::create_dir_all(root.join("manifests")).unwrap();
+        std::fs::write(
+            root.join("manifests").join(format!("{name}.yaml")),
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n{extra_spec}  containers:\n  - name: c\n    command: [sleep, '1000']\n{extra_container}"
+            ),
+        )
+        .unwrap();
+    }
+
+    fn pod_ips(kubelet: &Kubelet) -> BTreeMap<String, String> {
+        kubelet
+            .views()
+            .into_iter()
+            .map(|v| (v.pod.name.clone(), v.status.pod_ip.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn a_container_just_started_with_a_readiness_probe_is_not_ready_until_the_probe_says_so() {
+        let root = tempfile::tempdir().unwrap();
+        manifest(
+            root.path(),
+            "probed",
+            "",
+            "    readinessProbe: {tcpSocket: {port: 1}}\n",
+        );
+        manifest(root.path(), "plain", "", "");
+        let runtime = Arc::new(FakeRuntime::default());
+        let mut kubelet = Kubelet::new(config(root.path(), None), runtime, Arc::new(SystemClock)).unwrap();
+        let report = kubelet.sync_once();
+        assert_eq!(report.started.len(), 2);
+        let ready: BTreeMap<String, bool> = kubelet
+            .views()
+            .into_iter()
+            .map(|v| (v.pod.name.clone(), v.status.container_statuses.unwrap()[0].ready))
+            .collect();
+        assert_eq!(
+            ready,
+            BTreeMap::from([("plain-n1".into(), true), ("probed-n1".into(), false)])
+        );
+    }
+
+    #[test]
+    fn pods_get_their_own_address_from_the_pod_cidr_and_keep_it_across_kubelet_restarts() {
+        let root = tempfile::tempdir().unwrap();
+        manifest(root.path(), "a", "", "");
+        manifest(root.path(), "b", "", "");
+        manifest(root.path(), "host", "  hostNetwork: true\n", "");
+        let runtime = Arc::new(FakeRuntime::default());
+        let cfg = config(root.path(), Some("127.50.1.0/24"));
+        let mut kubelet = Kubelet::new(cfg.clone(), runtime.clone(), Arc::new(SystemClock)).unwrap();
+        kubelet.sync_once();
+        let first = pod_ips(&kubelet);
+        assert_eq!(
+            first,
+            BTreeMap::from([
+                ("a-n1".into(), "127.50.1.1".into()),
+                ("b-n1".into(), "127.50.1.2".into()),
+                ("host-n1".into(), "127.50.0.1".into()),
+            ])
+        );
+        let env_of = |name: &str| {
+            runtime
+                .running
+                .lock()
+                .unwrap()
+                .values()
+                .find(|s| s.env.iter().any(|(k, v)| k == "HOSTNAME" && v == name))
+                .cloned()
+                .unwrap()
+        };
+        assert!(env_of("a-n1").argv.iter().any(|a| a == "1000"));
+
+        // A new kubelet on the same root reports the same addresses; a removed pod's address goes to the next pod.
+        drop(kubelet);
+        std::fs::remove_file(root.path().join("manifests/a.yaml")).unwrap();
+        let mut kubelet = Kubelet::new(cfg, runtime, Arc::new(SystemClock)).unwrap();
+        kubelet.sync_once();
+        assert_eq!(pod_ips(&kubelet)["b-n1"], "127.50.1.2");
+        manifest(root.path(), "c", "", "");
+        kubelet.sync_once();
+        assert_eq!(pod_ips(&kubelet)["c-n1"], "127.50.1.1");
+    }
 
     #[test]
     fn restarts_back_off_from_immediate_to_five_minutes_and_reset_after_a_long_run() {

@@ -59,6 +59,11 @@ impl DesiredPod {
             .unwrap_or("Always")
     }
 
+    /// Whether the pod shares the node's network (and so its address) rather than having one of its own.
+    pub fn host_network(&self) -> bool {
+        self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+    }
+
     pub fn grace_period_secs(&self) -> u64 {
         self.pod
             .spec
@@ -296,11 +301,57 @@ pub fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
         })
 }
 
-/// The process for `container` of `pod`, or why there can't be one.
+/// What the downward API reads that the pod object from the API or a manifest does not hold yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    pub node_name: String,
+    pub host_ip: String,
+    pub pod_ip: String,
+}
+
+fn unsupported_env(name: &str, what: &str) -> ConfigError {
+    ConfigError {
+        reason: "CreateContainerConfigError",
+        message: format!("env {name:?}: {what} is not supported by bulwark's process runtime"),
+    }
+}
+
+/// The value of a downward API `fieldRef`, with upstream's set of supported fields for environment variables.
+pub fn field_value(pod: &DesiredPod, facts: &PodFacts, path: &str) -> Option<String> {
+    let meta = &pod.pod.metadata;
+    let spec = pod.pod.spec.as_ref();
+    let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
+        let key = path
+            .strip_prefix(prefix)?
+            .strip_suffix("']")?
+            .strip_prefix("['")?;
+        Some(map.and_then(|m| m.get(key)).cloned().unwrap_or_default())
+    };
+    match path {
+        "metadata.name" => Some(pod.name.clone()),
+        "metadata.namespace" => Some(pod.namespace.clone()),
+        "metadata.uid" => Some(pod.uid.clone()),
+        "spec.nodeName" => Some(
+            spec.and_then(|s| s.node_name.clone())
+                .unwrap_or_else(|| facts.node_name.clone()),
+        ),
+        "spec.serviceAccountName" => Some(
+            spec.and_then(|s| s.service_account_name.clone())
+                .unwrap_or_default(),
+        ),
+        "status.hostIP" | "status.hostIPs" => Some(facts.host_ip.clone()),
+        "status.podIP" | "status.podIPs" => Some(facts.pod_ip.clone()),
+        _ => keyed("metadata.labels", meta.labels.as_ref())
+            .or_else(|| keyed("metadata.annotations", meta.annotations.as_ref())),
+    }
+}
+
+/// The process for `container` of `pod`, or why there can't be one. `facts` feeds the downward API.
 pub fn process_spec(
     pod: &DesiredPod,
     container: &Container,
     node: &NodeContext<'_>,
+    facts: &PodFacts,
 ) -> Result<ProcessSpec, ConfigError> {
     let path_env = node.path_env;
     let mapping = path_mapping(&pod.pod, container, node);
@@ -334,14 +385,24 @@ pub fn process_spec(
     }
     for var in container.env.iter().flatten() {
         match (&var.value, &var.value_from) {
-            (_, Some(_)) => {
-                return Err(ConfigError {
-                    reason: "CreateContainerConfigError",
-                    message: format!(
-                        "env {:?}: valueFrom is not supported by bulwark's process runtime",
-                        var.name
-                    ),
-                });
+            (_, Some(from)) => {
+                let Some(field) = &from.field_ref else {
+                    let what = if from.resource_field_ref.is_some() {
+                        "valueFrom.resourceFieldRef"
+                    } else if from.secret_key_ref.is_some() {
+                        "valueFrom.secretKeyRef"
+                    } else if from.config_map_key_ref.is_some() {
+                        "valueFrom.configMapKeyRef"
+                    } else {
+                        "this valueFrom"
+                    };
+                    return Err(unsupported_env(&var.name, what));
+                };
+                let value = field_value(pod, facts, &field.field_path).ok_or_else(|| {
+                    unsupported_env(&var.name, &format!("valueFrom.fieldRef {:?}", field.field_path))
+                })?;
+                env.retain(|(k, _)| k != &var.name);
+                env.push((var.name.clone(), value));
             }
             (value, None) => {
                 let value = expand_env(value.as_deref().unwrap_or_default(), &env);
@@ -506,7 +567,13 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "etcd.yaml", ETCD);
         let pod = read_manifests(dir.path(), "n").0.remove(0);
-        let spec = process_spec(&pod, &pod.containers()[0], &node("/node1", "/usr/bin:/bin")).unwrap();
+        let spec = process_spec(
+            &pod,
+            &pod.containers()[0],
+            &node("/node1", "/usr/bin:/bin"),
+            &PodFacts::default(),
+        )
+        .unwrap();
         assert!(spec.argv[0].ends_with("/sh"), "{:?}", spec.argv);
         assert_eq!(
             spec.argv[1],
@@ -515,7 +582,13 @@ spec:
         assert_eq!(spec.argv[2], "--data-dir=/node1/var/lib/etcd");
         assert_eq!(spec.argv[3], "one-two");
         assert_eq!(spec.argv[4], "$(A)");
-        let same = process_spec(&pod, &pod.containers()[0], &node("/", "/usr/bin:/bin")).unwrap();
+        let same = process_spec(
+            &pod,
+            &pod.containers()[0],
+            &node("/", "/usr/bin:/bin"),
+            &PodFacts::default(),
+        )
+        .unwrap();
         assert_eq!(same.argv[1], "--cert-file=/etc/kubernetes/pki/etcd/server.crt");
     }
 
@@ -528,10 +601,22 @@ spec:
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: nginx}\n  - {name: d, command: [no-such-program-xyz]}\n",
         );
         let pod = read_manifests(dir.path(), "n").0.remove(0);
-        let err = process_spec(&pod, &pod.containers()[0], &node("/", "/usr/bin")).unwrap_err();
+        let err = process_spec(
+            &pod,
+            &pod.containers()[0],
+            &node("/", "/usr/bin"),
+            &PodFacts::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.reason, "CreateContainerConfigError");
         assert!(err.message.contains("has no command"), "{}", err.message);
-        let err = process_spec(&pod, &pod.containers()[1], &node("/", "/usr/bin")).unwrap_err();
+        let err = process_spec(
+            &pod,
+            &pod.containers()[1],
+            &node("/", "/usr/bin"),
+            &PodFacts::default(),
+        )
+        .unwrap_err();
         assert!(err.message.contains("not found in $PATH"), "{}", err.message);
     }
 
@@ -557,7 +642,7 @@ spec:
             api_server: Some(("10.1.0.1", 6443)),
             ..node("/", "/usr/bin:/bin")
         };
-        let spec = process_spec(&desired, &desired.containers()[0], &ctx).unwrap();
+        let spec = process_spec(&desired, &desired.containers()[0], &ctx, &PodFacts::default()).unwrap();
         let dir = "/var/lib/kubelet/pods/u-9/volumes/kubernetes.io~projected/kube-api-access-abcde";
         assert_eq!(spec.argv[2], format!("cat {dir}/token"));
         let env = |k: &str| {
@@ -574,5 +659,32 @@ spec:
             "the container's own env wins"
         );
         assert_eq!(env(client::SERVICEACCOUNT_DIR_ENV), Some(dir));
+    }
+
+    #[test]
+    fn the_downward_api_gives_env_the_pod_ip_names_and_labels_and_refuses_other_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "p.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {tier: front}}\nspec:\n  containers:\n  - name: c\n    command: [sh, -c, 'serve $(POD_IP)']\n    env:\n    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}\n    - {name: NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}\n    - {name: TIER, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['tier']\"}}}\n    - {name: HOST, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}\n  - name: d\n    command: [sh]\n    env: [{name: S, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n",
+        );
+        let pod = read_manifests(dir.path(), "n1").0.remove(0);
+        let facts = PodFacts {
+            node_name: "n1".into(),
+            host_ip: "127.0.0.2".into(),
+            pod_ip: "127.9.0.7".into(),
+        };
+        let spec = process_spec(&pod, &pod.containers()[0], &node("/", "/usr/bin:/bin"), &facts).unwrap();
+        let env = |k: &str| spec.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(env("POD_IP"), Some("127.9.0.7"));
+        assert_eq!(env("NODE"), Some("n1"));
+        assert_eq!(env("NAME"), Some("web-n1"));
+        assert_eq!(env("TIER"), Some("front"));
+        assert_eq!(env("HOST"), Some("127.0.0.2"));
+        assert_eq!(spec.argv[2], "serve 127.9.0.7");
+        let err = process_spec(&pod, &pod.containers()[1], &node("/", "/usr/bin:/bin"), &facts).unwrap_err();
+        assert_eq!(err.reason, "CreateContainerConfigError");
+        assert!(err.message.contains("secretKeyRef"), "{}", err.message);
     }
 }

@@ -178,11 +178,12 @@ fn pod_condition(
     }
 }
 
-/// The whole status of `pod`. `host_ip` is the node's IP, which is also every pod's IP (host network only).
+/// The whole status of `pod`. `host_ip` is the node's IP, `pod_ip` the pod's (the node's for host-network pods).
 pub fn pod_status(
     pod: &DesiredPod,
     containers: &[ContainerObservation],
     host_ip: &str,
+    pod_ip: &str,
     start_time: Option<&str>,
     previous: Option<&PodStatus>,
     now: Timestamp,
@@ -210,8 +211,8 @@ pub fn pod_status(
         container_statuses: Some(statuses),
         host_ip: Some(host_ip.into()),
         host_ips: Some(vec![HostIP { ip: host_ip.into() }]),
-        pod_ip: Some(host_ip.into()),
-        pod_ips: Some(vec![PodIP { ip: host_ip.into() }]),
+        pod_ip: Some(pod_ip.into()),
+        pod_ips: Some(vec![PodIP { ip: pod_ip.into() }]),
         start_time: start_time.and_then(parse_time),
         qos_class: Some(qos_class(pod).into()),
         ..Default::default()

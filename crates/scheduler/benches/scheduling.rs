@@ -4,8 +4,11 @@
 //! a watch. Prints pods bound per second and the ratio to kube-scheduler's CI threshold (680-810 pods/s for the
 //! comparable scheduler_perf workload). Also times the placement algorithm alone, without the API.
 //!
-//! `cargo bench -p scheduler` (build `bulwark` in release first so the API server is optimised:
-//! `cargo build --release -p bulwark`). Sizes: `SCHED_BENCH_NODES`, `SCHED_BENCH_PODS`.
+//! Also prints what a full list of the pods costs (paged by 500 as kube's watcher lists, and whole): the bulk of the
+//! scheduler's cache sync before its first binding.
+//!
+//! `cargo bench -p scheduler` (testkit builds the release `bulwark` for the API server if needed). Sizes:
+//! `SCHED_BENCH_NODES`, `SCHED_BENCH_PODS`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -115,6 +118,25 @@ fn main() -> anyhow::Result<()> {
             .try_collect::<()>()
             .await?;
         println!("created {pods} pending pods in {:.1}s", t.elapsed().as_secs_f64());
+
+        // What the scheduler's first sync costs: listing every pod, in pages of 500 as kube's watcher does, and whole.
+        for limit in [500u32, 0] {
+            let t = Instant::now();
+            let mut lp = kube::api::ListParams::default();
+            if limit > 0 {
+                lp = lp.limit(limit);
+            }
+            let mut n = 0;
+            loop {
+                let page = pod_api.list(&lp).await?;
+                n += page.items.len();
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(c) => lp = lp.continue_token(&c),
+                    None => break,
+                }
+            }
+            println!("listed {n} pods (limit {limit}) in {:.2}s", t.elapsed().as_secs_f64());
+        }
 
         // Count bindings as any client sees them: through a watch.
         let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();

@@ -7,11 +7,13 @@
 //!   with SIGKILL / restart of a member, leader discovery, the client TLS files, and cleanup on drop.
 //!
 //! - [`cluster`]: a real `bulwark kube-apiserver` process with kubeadm's PKI and admin kubeconfig, kubectl runners.
+//! - [`components`]: the controller-manager and scheduler processes, and kubelet nodes on loopback addresses.
 //! - [`federation`]: restartable API servers, the kubefed controller-manager process, member registration.
 //!
 //! Entry points: [`eventually()`], [`EtcdCluster`].
 
 pub mod cluster;
+pub mod components;
 pub mod etcd;
 pub mod eventually;
 pub mod federation;

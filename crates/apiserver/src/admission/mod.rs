@@ -109,13 +109,16 @@ impl Admission {
 }
 
 /// The default chain, in upstream's order: NamespaceLifecycle, ServiceAccount, NodeRestriction,
-/// DefaultTolerationSeconds. `rng` supplies the random suffix of generated volume names.
-pub fn default_chain(rng: SharedRng) -> Admission {
+/// DefaultTolerationSeconds (with `tolerations`' seconds). `rng` supplies the random suffix of generated volume names.
+pub fn default_chain(
+    rng: SharedRng,
+    tolerations: default_tolerations::DefaultTolerationSeconds,
+) -> Admission {
     Admission::new(vec![
         Arc::new(namespace_lifecycle::NamespaceLifecycle),
         Arc::new(service_account::ServiceAccountAdmission::new(rng)),
         Arc::new(node_restriction::NodeRestriction),
-        Arc::new(default_tolerations::DefaultTolerationSeconds::default()),
+        Arc::new(tolerations),
     ])
 }
 
@@ -159,7 +162,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn the_default_chain_defaults_a_new_pod_in_upstreams_plugin_order() {
-        let chain = default_chain(seeded());
+        let chain = default_chain(seeded(), Default::default());
         assert_eq!(
             chain.names(),
             vec![
@@ -196,7 +199,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn the_chain_stops_at_the_first_rejection() {
-        let chain = default_chain(seeded());
+        let chain = default_chain(seeded(), Default::default());
         let (info, u) = (resource("Pod"), user("alice", &[]));
         let mut p = pod("nowhere", "web", "");
         let err = chain

@@ -145,30 +145,8 @@ pub fn find_files(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-/// Kills every container (and its shim) a kubelet started below `rootfs`: containers outlive kubelets by design,
-/// so tests stop their own.
-pub struct Containers(pub PathBuf);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        let files = find_files(
-            &self.0.join("var/lib/kubelet/bulwark/containers"),
-            &["container.pid", "shim.pid"],
-        );
-        for file in files {
-            if let Ok(pid) = std::fs::read_to_string(&file)
-                .unwrap_or_default()
-                .trim()
-                .parse::<i32>()
-            {
-                let _ = Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-    }
-}
+/// Kills every container (and its shim) a kubelet started below its root directory, when dropped.
+pub use testkit::components::Containers;
 
 static NEXT_NET: AtomicUsize = AtomicUsize::new(0);
 

@@ -152,21 +152,7 @@ impl<'a> Node<'a> {
     /// SIGKILLs every process of this node, as if the host died: the kubelet daemon and every container.
     pub fn kill_host(&self) {
         self.kill_everything();
-        for file in find_files(
-            &self.path("/var/lib/kubelet/bulwark/containers"),
-            &["container.pid", "shim.pid"],
-        ) {
-            if let Ok(pid) = std::fs::read_to_string(&file)
-                .unwrap_or_default()
-                .trim()
-                .parse::<i32>()
-            {
-                let _ = Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        testkit::components::kill_containers(&self.rootfs);
     }
 
     /// Stops whatever `kubeadm reset` would have: the supervised kubelet (its process group) and the containers.
