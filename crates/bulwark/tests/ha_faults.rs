@@ -21,6 +21,29 @@ const SETTLE: Duration = Duration::from_secs(90);
 /// Runs `bulwark down` however the test ends (SIGCONT first, so a stopped member cannot outlive it).
 struct Lab(PathBuf);
 
+impl Lab {
+    /// `bulwark up` with `workers` workers in `<work>/lab`, on `127.<octet>.<this process>.0/24`; returns the
+    /// guard and the address prefix.
+    fn up(work: &Path, octet: u8, workers: usize) -> (Lab, String) {
+        let dir = work.join("lab");
+        let lab = Lab(dir.clone());
+        let prefix = format!("127.{octet}.{}", 1 + std::process::id() % 250);
+        ok(Command::new(bulwark())
+            .args([
+                "up",
+                "--workers",
+                &workers.to_string(),
+                "--prefix",
+                &prefix,
+                "--dir",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap());
+        (lab, prefix)
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         faults::signal(&faults::processes_under(&self.0), Signal::SIGCONT);
@@ -64,14 +87,8 @@ async fn client(kubeconfig: &Path) -> kube::Client {
 fn losing_a_control_plane_host_costs_seconds_of_writes_and_nothing_acknowledged_and_losing_quorum_answers_503_until_it_returns()
  {
     let work = tempfile::tempdir().unwrap();
+    let (_lab, _) = Lab::up(work.path(), 3, 1);
     let dir = work.path().join("lab");
-    let _lab = Lab(dir.clone());
-    let prefix = format!("127.3.{}", 1 + std::process::id() % 250);
-    ok(Command::new(bulwark())
-        .args(["up", "--workers", "1", "--prefix", &prefix, "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap());
     let kubeconfig = dir.join("admin.conf");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let admin = rt.block_on(client(&kubeconfig));
@@ -180,14 +197,8 @@ fn losing_a_control_plane_host_costs_seconds_of_writes_and_nothing_acknowledged_
 #[test]
 fn with_two_of_three_etcd_members_down_the_api_answers_503_with_the_reason_and_recovers_when_one_returns() {
     let work = tempfile::tempdir().unwrap();
+    let (_lab, prefix) = Lab::up(work.path(), 4, 0);
     let dir = work.path().join("lab");
-    let _lab = Lab(dir.clone());
-    let prefix = format!("127.4.{}", 1 + std::process::id() % 250);
-    ok(Command::new(bulwark())
-        .args(["up", "--workers", "0", "--prefix", &prefix, "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap());
     let kubeconfig = dir.join("admin.conf");
     let nodes: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("cp-{i}"))).collect();
     // Two of three etcd members down (cp-1 dies, cp-2 freezes): cp-3's API server has no quorum behind it and
@@ -214,7 +225,8 @@ fn with_two_of_three_etcd_members_down_the_api_answers_503_with_the_reason_and_r
         let out = create(Some(format!("https://{prefix}.3:6443")), "without-quorum");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         // -v=6 logs the status line of each request.
-        stderr.contains(" 503 Service Unavailable").then_some(stderr)
+        let error = stderr.lines().find(|l| l.starts_with("error:"))?.to_string();
+        stderr.contains(" 503 Service Unavailable").then_some(error)
     });
     eprintln!("without quorum after {:?}: {refused}", start.elapsed());
     assert!(refused.contains("storage unavailable"), "{refused}");
