@@ -2,12 +2,12 @@
 //! data ([`Cluster`]), what a member needs to run pods ([`Worker`]), the `kubefed-controller-manager` process
 //! ([`Manager`]), and registering a member in a host the way `kubefedctl join` leaves it ([`register`]).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cluster::{ApiServer, Kubectl, Pki, bulwark, free_port, kubectl_newest};
+use crate::cluster::{ApiServer, Kubectl, Pki, free_port, kubectl_newest};
+use crate::components::{Containers, Process};
 
 /// The namespace of the federation control plane.
 pub const NAMESPACE: &str = "kube-federation-system";
@@ -55,42 +55,23 @@ impl Cluster {
 }
 
 /// A `bulwark kubefed-controller-manager` process against `host`, stopped on drop.
-pub struct Manager {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Manager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub struct Manager(Process);
 
 impl Manager {
     /// Starts one without leader election, probing members every `period_secs`.
     pub fn start(host: &Cluster, period_secs: u32) -> Result<Self> {
+        let args = vec![
+            "--leader-elect=false".to_string(),
+            format!("--cluster-health-check-period={period_secs}"),
+            "--cluster-health-check-timeout=1".into(),
+            format!("--kubeconfig={}", host.pki.kubeconfig().display()),
+        ];
         let log = host.pki.dir.path().join("kubefed.log");
-        let child = Command::new(bulwark()?)
-            .args([
-                "kubefed-controller-manager",
-                "--leader-elect=false",
-                &format!("--cluster-health-check-period={period_secs}"),
-                "--cluster-health-check-timeout=1",
-            ])
-            .arg("--kubeconfig")
-            .arg(host.pki.kubeconfig())
-            .env("BULWARK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        Ok(Self { child, log })
+        Ok(Self(Process::spawn("kubefed-controller-manager", &args, &log)?))
     }
 
     pub fn log_tail(&self) -> String {
-        let t = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        self.0.log_tail(40)
     }
 }
 
@@ -148,9 +129,10 @@ pub fn ready(host: &Kubectl, name: &str) -> Option<String> {
 /// credentials, on the cluster's PKI root as its `--rootfs`. No scheduler: pods name the node themselves
 /// (`spec.nodeName`). Stopped on drop, the pods' processes with it.
 pub struct Worker {
-    controller_manager: Child,
-    kubelet: Child,
-    root: PathBuf,
+    // Dropped in this order: the kubelet first, then what it started (containers outlive kubelets by design).
+    _kubelet: Process,
+    _controller_manager: Process,
+    _containers: Containers,
 }
 
 impl Worker {
@@ -159,20 +141,19 @@ impl Worker {
     pub fn start(cluster: &Cluster) -> Result<Self> {
         let root = cluster.pki.dir.path().join("root");
         let pki = cluster.pki.pki_dir();
-        let log = |name: &str| std::fs::File::create(cluster.pki.dir.path().join(name));
-        let controller_manager = Command::new(bulwark()?)
-            .arg("kube-controller-manager")
-            .arg(format!("--kubeconfig={}", cluster.pki.kubeconfig().display()))
-            .args([
-                "--secure-port=0",
-                "--leader-elect=false",
-                "--controllers=deployment,replicaset,serviceaccount,root-ca-cert-publisher,garbagecollector",
-            ])
-            .arg(format!("--root-ca-file={}", pki.join("ca.crt").display()))
-            .env("BULWARK_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log("kube-controller-manager.log")?)
-            .spawn()?;
+        let log = |name: &str| cluster.pki.dir.path().join(name);
+        let controller_manager = Process::spawn(
+            "kube-controller-manager",
+            &[
+                format!("--kubeconfig={}", cluster.pki.kubeconfig().display()),
+                "--secure-port=0".into(),
+                "--leader-elect=false".into(),
+                "--controllers=deployment,replicaset,serviceaccount,root-ca-cert-publisher,garbagecollector"
+                    .into(),
+                format!("--root-ca-file={}", pki.join("ca.crt").display()),
+            ],
+            &log("kube-controller-manager.log"),
+        )?;
         std::fs::create_dir_all(root.join("var/lib/kubelet"))?;
         std::fs::write(
             root.join("var/lib/kubelet/config.yaml"),
@@ -180,58 +161,24 @@ impl Worker {
              authentication: {anonymous: {enabled: false}, x509: {clientCAFile: /etc/kubernetes/pki/ca.crt}}\n\
              authorization: {mode: Webhook}\ncgroupDriver: systemd\n",
         )?;
-        let kubelet = Command::new(bulwark()?)
-            .args([
-                "kubelet",
-                "--kubeconfig=/etc/kubernetes/admin.conf",
-                "--config=/var/lib/kubelet/config.yaml",
-                "--node-ip=127.0.0.1",
-                "--address=127.0.0.1",
-                "--healthz-port=0",
-            ])
-            .arg(format!("--port={}", free_port()?))
-            .arg(format!("--hostname-override={}", Self::NODE))
-            .arg("--rootfs")
-            .arg(&root)
-            .env("BULWARK_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log("kubelet.log")?)
-            .spawn()?;
+        let kubelet = Process::spawn(
+            "kubelet",
+            &[
+                "--kubeconfig=/etc/kubernetes/admin.conf".into(),
+                "--config=/var/lib/kubelet/config.yaml".into(),
+                "--node-ip=127.0.0.1".into(),
+                "--address=127.0.0.1".into(),
+                "--healthz-port=0".into(),
+                format!("--port={}", free_port()?),
+                format!("--hostname-override={}", Self::NODE),
+                format!("--rootfs={}", root.display()),
+            ],
+            &log("kubelet.log"),
+        )?;
         Ok(Self {
-            controller_manager,
-            kubelet,
-            root,
+            _kubelet: kubelet,
+            _controller_manager: controller_manager,
+            _containers: Containers(root),
         })
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        for child in [&mut self.kubelet, &mut self.controller_manager] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Containers outlive their kubelet by design: end them by the PIDs their shims recorded.
-        let mut dirs = vec![self.root.join("var/lib/kubelet/bulwark/containers")];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if matches!(
-                    path.file_name().and_then(|n| n.to_str()),
-                    Some("container.pid" | "shim.pid")
-                ) && let Ok(pid) = std::fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .trim()
-                    .parse::<i32>()
-                {
-                    let _ = Command::new("kill")
-                        .args(["-9", &pid.to_string()])
-                        .stderr(Stdio::null())
-                        .status();
-                }
-            }
-        }
     }
 }
