@@ -316,10 +316,11 @@ fn unsupported_env(name: &str, what: &str) -> ConfigError {
     }
 }
 
-/// The value of a downward API `fieldRef`, with upstream's set of supported fields for environment variables.
-pub fn field_value(pod: &DesiredPod, facts: &PodFacts, path: &str) -> Option<String> {
-    let meta = &pod.pod.metadata;
-    let spec = pod.pod.spec.as_ref();
+/// A downward API field of the pod object itself (metadata, `spec.nodeName`, `spec.serviceAccountName`, one label
+/// or annotation as `metadata.labels['key']`), as env vars and projected volumes read them.
+pub fn object_field(pod: &Pod, path: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
     let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
         let key = path
             .strip_prefix(prefix)?
@@ -328,21 +329,28 @@ pub fn field_value(pod: &DesiredPod, facts: &PodFacts, path: &str) -> Option<Str
         Some(map.and_then(|m| m.get(key)).cloned().unwrap_or_default())
     };
     match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        _ => keyed("metadata.labels", meta.labels.as_ref())
+            .or_else(|| keyed("metadata.annotations", meta.annotations.as_ref())),
+    }
+}
+
+/// The value of a downward API `fieldRef` for an environment variable, with upstream's set of supported fields:
+/// the pod's own fields as this node runs it (a static pod's mirror name), and its addresses from `facts`.
+pub fn field_value(pod: &DesiredPod, facts: &PodFacts, path: &str) -> Option<String> {
+    match path {
         "metadata.name" => Some(pod.name.clone()),
         "metadata.namespace" => Some(pod.namespace.clone()),
         "metadata.uid" => Some(pod.uid.clone()),
-        "spec.nodeName" => Some(
-            spec.and_then(|s| s.node_name.clone())
-                .unwrap_or_else(|| facts.node_name.clone()),
-        ),
-        "spec.serviceAccountName" => Some(
-            spec.and_then(|s| s.service_account_name.clone())
-                .unwrap_or_default(),
-        ),
+        "spec.nodeName" => Some(object_field(&pod.pod, path).unwrap_or_else(|| facts.node_name.clone())),
+        "spec.serviceAccountName" => Some(object_field(&pod.pod, path).unwrap_or_default()),
         "status.hostIP" | "status.hostIPs" => Some(facts.host_ip.clone()),
         "status.podIP" | "status.podIPs" => Some(facts.pod_ip.clone()),
-        _ => keyed("metadata.labels", meta.labels.as_ref())
-            .or_else(|| keyed("metadata.annotations", meta.annotations.as_ref())),
+        _ => object_field(&pod.pod, path),
     }
 }
 

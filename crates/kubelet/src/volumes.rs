@@ -123,20 +123,6 @@ fn write_file(path: &Path, contents: &[u8], mode: u32, owner: Option<u32>) -> Re
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// The value of a downward API field the projected volume may name.
-fn field(pod: &Pod, path: &str) -> Option<String> {
-    let m = &pod.metadata;
-    let spec = pod.spec.as_ref();
-    match path {
-        "metadata.namespace" => m.namespace.clone(),
-        "metadata.name" => m.name.clone(),
-        "metadata.uid" => m.uid.clone(),
-        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
-        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
-        _ => None,
-    }
-}
-
 /// Selected keys (`items`) or every key, as `(file, bytes)`.
 fn pick(
     data: BTreeMap<String, Vec<u8>>,
@@ -285,7 +271,11 @@ async fn write_volume(
         }
         if let Some(downward) = &s.downward_api {
             for item in downward.items.iter().flatten() {
-                if let Some(value) = item.field_ref.as_ref().and_then(|f| field(pod, &f.field_path)) {
+                if let Some(value) = item
+                    .field_ref
+                    .as_ref()
+                    .and_then(|f| crate::pod::object_field(pod, &f.field_path))
+                {
                     files.push((item.path.clone(), value.into_bytes()));
                 }
             }
@@ -374,7 +364,10 @@ spec:
         let p = pod(ADMITTED);
         let names: Vec<&str> = token_volumes(&p).iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["kube-api-access-x7k2p"]);
-        assert_eq!(field(&p, "metadata.namespace").as_deref(), Some("shop"));
+        assert_eq!(
+            crate::pod::object_field(&p, "metadata.namespace").as_deref(),
+            Some("shop")
+        );
         assert_eq!(spec_service_account(&p), "builder");
     }
 
