@@ -6,7 +6,8 @@
 //! Layout:
 //! - [`server`]: TLS listener (rustls with `ring`; client certificates optional, verified against
 //!   `--client-ca-file`), HTTP/1.1 + HTTP/2 per connection, graceful shutdown, startup objects (system
-//!   namespaces, the `kubernetes` Service).
+//!   namespaces, the `kubernetes` Service); [`endpoints`]: the `kubernetes` Endpoints list every live API server
+//!   (upstream's lease reconciler).
 //! - [`router`]: one span per request, the 3 MiB body limit, authentication, [`impersonation`], authorization,
 //!   URL parsing into discovery, health, OpenAPI or a resource [`rest::Target`].
 //! - [`rest`]: the REST verbs over the store (create/get/list/update/patch/delete/deletecollection, `status`,
@@ -39,6 +40,7 @@ pub mod auth;
 pub mod config;
 pub mod crd;
 pub mod discovery;
+pub mod endpoints;
 pub mod error;
 pub mod field_validation;
 pub mod health;

@@ -92,6 +92,14 @@ pub async fn serve(
         bootstrapped: Arc::default(),
     };
     tokio::spawn(bootstrap(state.clone()));
+    // Its own token, cancelled when the accept loop ends, so the server leaves the Endpoints before it drains.
+    let leaving = CancellationToken::new();
+    let endpoints = tokio::spawn(crate::endpoints::reconcile(
+        state.store.clone(),
+        state.config.advertise_address.to_string(),
+        state.config.secure_port,
+        leaving.clone(),
+    ));
     tokio::spawn(crate::crd::follow(
         state.store.clone(),
         state.registries.clone(),
@@ -144,6 +152,8 @@ pub async fn serve(
             }
         });
     }
+    // Out of the Endpoints first, so that balancing clients stop picking this server while it drains.
+    leaving.cancel();
     tracing::info!("shutting down: draining connections");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
@@ -151,6 +161,7 @@ pub async fn serve(
     {
         tracing::warn!("connections still open after the drain timeout");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoints).await;
     Ok(())
 }
 

@@ -239,11 +239,18 @@ impl ApiServer {
         let p = pki.pki_dir();
         let f = |name: &str| p.join(name).to_string_lossy().into_owned();
         let log = pki.dir.path().join(format!("apiserver-{port}.log"));
+        // `storage` may name another advertised address (several servers of one cluster on one host).
+        let advertise = storage
+            .iter()
+            .find(|a| a.starts_with("--advertise-address="))
+            .cloned()
+            .unwrap_or_else(|| "--advertise-address=127.0.0.1".to_string());
+        let storage: Vec<&String> = storage.iter().filter(|a| **a != advertise).collect();
         let child = Command::new(bulwark()?)
             .arg("kube-apiserver")
             .args([
                 "--bind-address=127.0.0.1".to_string(),
-                "--advertise-address=127.0.0.1".to_string(),
+                advertise,
                 format!("--secure-port={port}"),
                 format!("--tls-cert-file={}", f("apiserver.crt")),
                 format!("--tls-private-key-file={}", f("apiserver.key")),
@@ -280,6 +287,15 @@ impl ApiServer {
         let t = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = t.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// SIGTERM, as a clean shutdown, and waits for the process to exit.
+    pub fn terminate(&mut self) -> Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
     }
 }
 
