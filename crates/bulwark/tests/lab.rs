@@ -42,6 +42,26 @@ fn kubectl(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> std::process::Ou
         .unwrap()
 }
 
+/// Creates a 2-replica Deployment of `sleep` named `name` and waits until both replicas are available.
+fn roll_out(kubectl_bin: &Path, kubeconfig: &Path, name: &str) {
+    let k = |args: &[&str]| kubectl(kubectl_bin, kubeconfig, args);
+    ok(k(&[
+        "create",
+        "deployment",
+        name,
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ]));
+    eventually(SETTLE, &format!("Deployment {name} rolled out"), || {
+        let jsonpath = "jsonpath={.status.availableReplicas}";
+        let available = text(&k(&["get", "deployment", name, "-o", jsonpath]).stdout);
+        (available.trim() == "2").then_some(())
+    });
+}
+
 #[test]
 fn up_as_an_unprivileged_user_brings_three_control_planes_and_a_worker_to_ready_for_real_kubectl_and_down_leaves_no_process_or_dir()
  {
@@ -87,30 +107,7 @@ fn up_as_an_unprivileged_user_brings_three_control_planes_and_a_worker_to_ready_
     }
 
     let kubectl_bin = kubectls().pop().unwrap();
-    let k = |args: &[&str]| kubectl(&kubectl_bin, &kubeconfig, args);
-    ok(k(&[
-        "create",
-        "deployment",
-        "lab-web",
-        "--image=busybox",
-        "--replicas=2",
-        "--",
-        "sleep",
-        "3600",
-    ]));
-    eventually(SETTLE, "the Deployment rolled out", || {
-        let available = text(
-            &k(&[
-                "get",
-                "deployment",
-                "lab-web",
-                "-o",
-                "jsonpath={.status.availableReplicas}",
-            ])
-            .stdout,
-        );
-        (available.trim() == "2").then_some(())
-    });
+    roll_out(&kubectl_bin, &kubeconfig, "lab-web");
 
     let processes = processes_under(&dir);
     // Per node a supervisor and its kubelet, per control plane four containers with their shims, two pods on the
@@ -232,29 +229,7 @@ fn up_single_as_an_unprivileged_user_runs_workloads_on_the_embedded_store_and_do
 
     let kubectl_bin = kubectls().pop().unwrap();
     let k = |args: &[&str]| kubectl(&kubectl_bin, &kubeconfig, args);
-    ok(k(&[
-        "create",
-        "deployment",
-        "single-web",
-        "--image=busybox",
-        "--replicas=2",
-        "--",
-        "sleep",
-        "3600",
-    ]));
-    eventually(SETTLE, "the Deployment rolled out on the single node", || {
-        let available = text(
-            &k(&[
-                "get",
-                "deployment",
-                "single-web",
-                "-o",
-                "jsonpath={.status.availableReplicas}",
-            ])
-            .stdout,
-        );
-        (available.trim() == "2").then_some(())
-    });
+    roll_out(&kubectl_bin, &kubeconfig, "single-web");
 
     // One control plane is all the embedded store has: another is refused, naming why, before it writes anything.
     let config = std::fs::read_to_string(root.join("kubeadm.yaml")).unwrap();
