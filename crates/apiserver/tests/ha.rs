@@ -90,17 +90,25 @@ async fn the_kubernetes_endpoints_list_every_api_server_and_one_that_shuts_down_
     let pki = Pki::new(port_a)?;
     let a = ApiServer::start(&pki, port_a, &storage("127.0.0.1"))?;
     let mut b = ApiServer::start(&pki, port_b, &storage("127.0.0.2"))?;
-    eventually(Duration::from_secs(30), "both API servers in the Endpoints", || {
-        (kubernetes_endpoints(&pki, a.port)? == ["127.0.0.1", "127.0.0.2"]).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "both API servers in the Endpoints",
+        || (kubernetes_endpoints(&pki, a.port)? == ["127.0.0.1", "127.0.0.2"]).then_some(()),
+    )
     .with_context(|| b.log_tail())?;
     // A clean shutdown takes the server out at once, not after its lease's 15 s.
     b.terminate()?;
     let gone = std::time::Instant::now();
-    eventually(Duration::from_secs(10), "the stopped API server out of the Endpoints", || {
-        (kubernetes_endpoints(&pki, a.port)? == ["127.0.0.1"]).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the stopped API server out of the Endpoints",
+        || (kubernetes_endpoints(&pki, a.port)? == ["127.0.0.1"]).then_some(()),
+    )
     .with_context(|| a.log_tail())?;
-    ensure!(gone.elapsed() < Duration::from_secs(5), "took {:?}", gone.elapsed());
+    ensure!(
+        gone.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        gone.elapsed()
+    );
     Ok(())
 }
