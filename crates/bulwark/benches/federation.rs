@@ -117,26 +117,15 @@ async fn bench_configmaps(host: kube::Client, members: &[kube::Client]) {
             "spec": {"template": {"data": {"n": n.to_string()}}, "placement": {"clusterSelector": {}}}
         }))
         .unwrap();
-        let start = Instant::now();
-        feds.create(&Default::default(), &obj).await.unwrap();
-        let mut pending: Vec<&Api<ConfigMap>> = clients.iter().collect();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for api in pending {
-                if api.get_opt(&name).await.ok().flatten().is_none() {
-                    still.push(api);
-                }
-            }
-            pending = still;
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{name} not propagated in 60 s"
-            );
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        latencies.push(start.elapsed());
+        let took = create_and_wait(
+            &feds,
+            &obj,
+            &clients,
+            Duration::from_millis(5),
+            |api, name| async move { api.get_opt(&name).await.ok().flatten().is_some() },
+        )
+        .await;
+        latencies.push(took);
     }
     report(
         &format!(
@@ -145,6 +134,44 @@ async fn bench_configmaps(host: kube::Client, members: &[kube::Client]) {
         ),
         latencies,
     );
+}
+
+/// Creates the federated object `obj` and polls every `poll` until `done(member, name)` holds in every member;
+/// returns the time from the create. Gives up after two minutes.
+async fn create_and_wait<T, F, Fut>(
+    feds: &Api<kube::core::DynamicObject>,
+    obj: &kube::core::DynamicObject,
+    members: &[Api<T>],
+    poll: Duration,
+    done: F,
+) -> Duration
+where
+    T: Clone,
+    F: Fn(Api<T>, String) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let start = Instant::now();
+    feds.create(&Default::default(), obj).await.unwrap();
+    let mut pending: Vec<&Api<T>> = members.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for api in pending {
+            if !done(api.clone(), name.clone()).await {
+                still.push(api);
+            }
+        }
+        pending = still;
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{name}: not done in {} members within 120 s",
+            pending.len()
+        );
+        if !pending.is_empty() {
+            tokio::time::sleep(poll).await;
+        }
+    }
+    start.elapsed()
 }
 
 async fn running(api: &Api<Pod>, app: &str) -> bool {
@@ -193,30 +220,18 @@ async fn bench_pods(host: kube::Client, members: &[kube::Client]) {
             }
         }))
         .unwrap();
-        let start = Instant::now();
-        feds.create(&Default::default(), &obj).await.unwrap();
-        let mut pending: Vec<&Api<Pod>> = clients.iter().collect();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for api in pending {
-                if !running(api, &name).await {
-                    still.push(api);
-                }
-            }
-            pending = still;
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "{name}: pods not Running in {} members within 120 s",
-                pending.len()
-            );
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        let took = create_and_wait(
+            &feds,
+            &obj,
+            &clients,
+            Duration::from_millis(20),
+            |api, name| async move { running(&api, &name).await },
+        )
+        .await;
         if n == 0 {
-            first = start.elapsed();
+            first = took;
         } else {
-            latencies.push(start.elapsed());
+            latencies.push(took);
         }
         // The pods go again so that the members do not accumulate processes over the run.
         feds.delete(&name, &Default::default()).await.unwrap();
