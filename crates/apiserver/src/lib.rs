@@ -25,6 +25,8 @@
 //! - [`crd`]: the registry following the CustomResourceDefinitions in the store, CRD validation and status,
 //!   deletion of a CRD's objects with it.
 //! - [`field_validation`]: unknown fields dropped, and refused or warned about per `fieldValidation`.
+//! - [`metrics`]: `/metrics` (Prometheus text, upstream's names): requests, latency, in-flight and long-running
+//!   requests, store latency per operation (the store is wrapped in `metrics::InstrumentedStore`), stored objects.
 //! - Not yet: protobuf responses (clients that list protobuf also accept JSON and get it), duplicate-field
 //!   detection in `fieldValidation`.
 //!
@@ -47,6 +49,7 @@ pub mod health;
 pub mod impersonation;
 pub mod ipalloc;
 pub mod logs;
+pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
 mod openapi_routes;

@@ -40,11 +40,20 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         user = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    let info = crate::metrics::RequestInfo::parse(
+        req.method(),
+        req.uri().path(),
+        req.uri().query().unwrap_or(""),
+        req.headers(),
+        &state.registry(),
+    );
+    let measured = state.metrics.request(info);
     async {
         let resp = match dispatch(&state, req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
+        let resp = measured.finish(resp);
         tracing::Span::current().record("status", resp.status().as_u16());
         tracing::debug!("served");
         resp
@@ -138,6 +147,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         | ["healthz", ..]
         | ["livez", ..]
         | ["readyz", ..]
+        | ["metrics"]
         | ["openapi", ..]
         | ["api"]
         | ["apis"] => {
@@ -165,6 +175,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                 "/apis",
                 "/healthz",
                 "/livez",
+                "/metrics",
                 "/readyz",
                 "/version",
                 "/openapi/v2",
@@ -184,6 +195,18 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             return Ok(json_response(200, &serde_json::json!({"paths": paths})));
         }
         ["version"] => return Ok(json_response(200, &discovery::version())),
+        ["metrics"] => {
+            let text = state
+                .metrics
+                .render(state.store.as_ref(), &state.registry())
+                .await;
+            let mut resp = text_response(StatusCode::OK, text);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return Ok(resp);
+        }
         [ep @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
             let only = rest.first().copied();
             return Ok(match health::check(state, ep, only, verbose).await {

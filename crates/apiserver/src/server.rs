@@ -74,8 +74,10 @@ pub async fn serve(
         registry: registries.current(),
     });
     let security = Security::from_config(&config, reader)?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let state = AppState {
-        store,
+        store: crate::metrics::InstrumentedStore::wrap(store, metrics.clone()),
+        metrics,
         registries,
         security: Arc::new(security),
         admission: Arc::new(crate::admission::default_chain(

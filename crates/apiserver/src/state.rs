@@ -27,6 +27,8 @@ pub struct AppState {
     pub bootstrapped: Arc<std::sync::atomic::AtomicBool>,
     /// Cancelled on shutdown so that watches end and connections can drain.
     pub shutdown: CancellationToken,
+    /// `/metrics`; `store` above already reports into it.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

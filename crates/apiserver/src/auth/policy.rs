@@ -390,6 +390,22 @@ fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role(
+            "system:monitoring",
+            vec![urls(
+                &["get"],
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/metrics",
+                    "/metrics/slis",
+                    "/readyz",
+                    "/readyz/*",
+                ],
+            )],
+        ),
+        cluster_role(
             "system:public-info-viewer",
             vec![urls(
                 &["get"],
@@ -503,6 +519,11 @@ fn cluster_role_bindings() -> Vec<Value> {
             "system:basic-user",
             "system:basic-user",
             vec![group("system:authenticated")],
+        ),
+        cluster_binding(
+            "system:monitoring",
+            "system:monitoring",
+            vec![group("system:monitoring")],
         ),
         cluster_binding(
             "system:public-info-viewer",
