@@ -31,6 +31,7 @@ pub const TARGETS: &[Target] = &[
     ("patch", patch),
     ("bearer_token", bearer_token),
     ("client_certificate", client_certificate),
+    ("pem", pem),
     ("kubeadm_config", kubeadm_config),
 ];
 
@@ -206,7 +207,17 @@ pub fn bearer_token(data: &[u8]) {
         );
     }
     let _ = pki::parse_pin(token);
-    let _ = pki::CertificateKey::parse(token);
+    // The certificate key opens the `kubeadm-certs` Secret; a joining node also checks cluster-info's JWS with
+    // its token. Both read bytes another node sent.
+    if let Ok(key) = pki::CertificateKey::parse(token) {
+        let _ = key.open(data);
+    }
+    if let Ok(key) = pki::CertificateKey::parse(&"ab".repeat(32)) {
+        let _ = key.open(data);
+    }
+    if let Ok(known) = pki::BootstrapToken::parse("abcdef.0123456789abcdef") {
+        let _ = pki::jws::verify_detached(token, data, &known);
+    }
 }
 
 /// A certificate a client presents (DER, read by the x509 authenticator) or a certificate signing request a node
@@ -228,7 +239,26 @@ pub fn client_certificate(data: &[u8]) {
     }
 }
 
-/// A `kubeadm init`/`join --config` file: every document kind kubeadm reads, resolved with no flags.
+/// Certificates, keys and kubeconfig files, which arrive from disk and from other nodes.
+pub fn pem(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(cert) = pki::Certificate::from_pem(text) {
+        let _ = cert.info();
+        let _ = pki::ca_public_key_pin(&cert);
+        let _ = cert.is_signed_by(&cert);
+    }
+    let _ = pki::KeyPair::from_pem(text);
+    if let Ok(config) = pki::Kubeconfig::from_yaml(text) {
+        let _ = config.server();
+        let _ = config.ca_certificate();
+        let _ = config.client_certificate();
+    }
+}
+
+/// A `kubeadm init`/`join --config` file: every document kind kubeadm reads, resolved with no flags, then what
+/// init derives from it (the endpoint, etcd's command line, every leaf certificate's names).
 pub fn kubeadm_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -237,5 +267,16 @@ pub fn kubeadm_config(data: &[u8]) {
         hostname: "node-1".into(),
         default_address: Some(std::net::IpAddr::from([10, 0, 0, 1])),
     };
-    let _ = kubeadm::config::parse_init("fuzz.yaml", text, &kubeadm::config::InitFlags::default(), &host);
+    let Ok(config) =
+        kubeadm::config::parse_init("fuzz.yaml", text, &kubeadm::config::InitFlags::default(), &host)
+    else {
+        return;
+    };
+    let _ = config.control_plane_url();
+    let _ = kubeadm::etcd::command(&config);
+    for def in kubeadm::certs::CERTS {
+        if matches!(def.role, kubeadm::certs::Role::Leaf { .. }) {
+            let _ = kubeadm::certs::leaf_spec(def, &config);
+        }
+    }
 }
