@@ -140,7 +140,7 @@ impl ApiLoadBalancer {
         let mut last_error = String::new();
         loop {
             let span = tracing::info_span!("api_endpoints", local = %self.local);
-            async {
+            let poll = async {
                 match endpoints.get("kubernetes").await {
                     Ok(found) => {
                         last_error.clear();
@@ -161,8 +161,16 @@ impl ApiLoadBalancer {
                     }
                 }
             }
-            .instrument(span)
-            .await;
+            .instrument(span);
+            // A read stuck on a dying server must hold up neither shutdown nor the next read, which the balancer
+            // sends to a live server.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = poll => {}
+                () = tokio::time::sleep(period.max(Duration::from_secs(1)) * 2) => {
+                    tracing::warn!("reading the kubernetes Endpoints timed out; trying again");
+                }
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(period) => {}
