@@ -117,9 +117,13 @@ async fn a_kubelet_whose_kubeconfig_names_one_api_server_keeps_its_node_after_th
         },
     );
 
+    eventually(Duration::from_secs(30), "the node Lease", || {
+        lease_renewed_at(&pki, ips[1], &name)
+    });
+
     servers[0] = None; // SIGKILL: no clean shutdown, the Endpoints keep listing it for its lease's 15 s.
     let killed = std::time::Instant::now();
-    let before = lease_renewed_at(&pki, ips[1], &name).unwrap();
+    let before = lease_renewed_at(&pki, ips[1], &name).expect("the node Lease");
     let renewed = eventually(
         Duration::from_secs(15),
         "the node Lease renewed after the kill",
