@@ -5,6 +5,9 @@
 //! `--bootstrap-kubeconfig` if the file is missing) it also registers the Node, renews its Lease, runs the pods
 //! bound to it and keeps mirror pods; static pods run from the start either way, so a control plane made of static
 //! pods comes up before the API it serves.
+//!
+//! The API client talks through the client-side load balancer of `kubelet::apilb` unless
+//! `--client-load-balancer=false`.
 
 use clap::Parser;
 use std::ffi::OsString;
@@ -71,6 +74,10 @@ struct Kubelet {
     /// A file with the certificate authorities that sign clients of the kubelet's server
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    /// Talk to the API servers through a client-side load balancer over every server the `kubernetes` Endpoints
+    /// list, so the node survives the loss of the one its kubeconfig names (bulwark; upstream has no such flag)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    client_load_balancer: bool,
     /// Accepted for compatibility with kubeadm's and the guides' kubelet command lines; bulwark has no use for them.
     #[arg(long, hide = true)]
     allow_privileged: Option<String>,
@@ -130,6 +137,7 @@ struct Settings {
     manifest_path: Option<PathBuf>,
     sync_period: Duration,
     pod_cidr: Option<kubelet::ipam::PodCidr>,
+    client_load_balancer: bool,
 }
 
 fn settle(cli: &Kubelet, layout: &kubeadm::Layout) -> anyhow::Result<Settings> {
@@ -231,6 +239,7 @@ fn settle(cli: &Kubelet, layout: &kubeadm::Layout) -> anyhow::Result<Settings> {
             .filter(|c| !c.is_empty())
             .map(|c| kubelet::ipam::PodCidr::parse(&c))
             .transpose()?,
+        client_load_balancer: cli.client_load_balancer,
     })
 }
 
@@ -244,7 +253,7 @@ fn run(cli: Kubelet) -> anyhow::Result<()> {
         .into_iter()
         .flatten()
         .find_map(|k| pki::Kubeconfig::read(&layout.host(k)).ok())
-        .and_then(|k| k.server().ok().and_then(host_port));
+        .and_then(|k| k.server().ok().and_then(kubelet::apilb::host_port));
     let config = kubelet::Config {
         node_name: settings.node.name.clone(),
         node_ip: settings.node.ip.clone(),
@@ -363,7 +372,19 @@ async fn start_api(
     let Some(kubeconfig) = kubeconfig else {
         return Ok(());
     };
-    let client = kubelet::bootstrap::client_below_root(&kubeconfig, layout.rootfs()).await?;
+    let client_config = kubelet::bootstrap::config_below_root(&kubeconfig, layout.rootfs()).await?;
+    let (client, balancer) = if settings.client_load_balancer {
+        client_through_balancer(client_config, &shutdown).await?
+    } else {
+        (kube::Client::try_from(client_config)?, None)
+    };
+    if let Some(balancer) = balancer {
+        tokio::spawn(balancer.follow_endpoints(
+            client.clone(),
+            kubelet::apilb::ENDPOINTS_PERIOD,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(kubelet::api::watch_pods(
         client.clone(),
         settings.node.name.clone(),
@@ -404,25 +425,26 @@ async fn start_api(
     Ok(())
 }
 
-/// Host and port of an `https://host:port` server URL (443 without a port; IPv6 without its brackets).
-fn host_port(server: &str) -> Option<(String, u16)> {
-    let rest = server.split_once("://").map_or(server, |(_, r)| r);
-    let authority = rest.split('/').next()?;
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
+/// A client that talks through a client-side load balancer started for it, or straight to the configured server
+/// if the balancer cannot start (the server's name does not resolve yet, say).
+async fn client_through_balancer(
+    config: kube::Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(kube::Client, Option<kubelet::apilb::ApiLoadBalancer>)> {
+    let url = config.cluster_url.to_string();
+    let routed = kubelet::apilb::ApiLoadBalancer::start(&url, shutdown.clone())
+        .await
+        .and_then(|balancer| balancer.route(config.clone()).map(|c| (c, balancer)));
+    match routed {
+        Ok((routed, balancer)) => {
+            tracing::info!(server = %url, local = %balancer.local_addr(), "talking to the API servers through the client-side load balancer");
+            Ok((kube::Client::try_from(routed)?, Some(balancer)))
         }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => 443,
-    };
-    (!host.is_empty()).then(|| (host.to_string(), port))
+        Err(e) => {
+            tracing::warn!(server = %url, error = %e, "no client-side load balancer: talking to the configured API server only");
+            Ok((kube::Client::try_from(config)?, None))
+        }
+    }
 }
 
 /// `bulwark container-shim <state-dir>`: the per-container shim the kubelet starts.
@@ -433,27 +455,5 @@ pub fn shim(dir: PathBuf) -> ExitCode {
             eprintln!("container-shim: {e}");
             ExitCode::from(1)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_port;
-
-    #[test]
-    fn the_api_servers_host_and_port_come_from_its_url() {
-        assert_eq!(
-            host_port("https://10.0.0.1:6443"),
-            Some(("10.0.0.1".into(), 6443))
-        );
-        assert_eq!(
-            host_port("https://api.example/"),
-            Some(("api.example".into(), 443))
-        );
-        assert_eq!(
-            host_port("https://[fd00::1]:6443"),
-            Some(("fd00::1".into(), 6443))
-        );
-        assert_eq!(host_port("https://:x"), None);
     }
 }

@@ -157,6 +157,12 @@ fn retriable(error: &kube::Error) -> bool {
 /// A client from a kubeconfig whose file references (`client-certificate: /var/lib/kubelet/pki/...`) are paths of
 /// the node, so below `rootfs`.
 pub async fn client_below_root(path: &Path, rootfs: &Path) -> Result<kube::Client, BootstrapError> {
+    Ok(kube::Client::try_from(config_below_root(path, rootfs).await?)?)
+}
+
+/// The client configuration of [`client_below_root`], for callers that change it first (the client-side load
+/// balancer).
+pub async fn config_below_root(path: &Path, rootfs: &Path) -> Result<kube::Config, BootstrapError> {
     let bad = |source| client::Error::Kubeconfig {
         path: path.to_path_buf(),
         source,
@@ -180,10 +186,11 @@ pub async fn client_below_root(path: &Path, rootfs: &Path) -> Result<kube::Clien
             host(&mut u.client_key);
         }
     }
-    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(bad)?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(bad)?,
+    )
 }
 
 fn write_kubeconfig(

@@ -14,6 +14,7 @@
 //! - [`probe`]: exec / httpGet / tcpSocket probe workers (readiness, liveness, startup).
 //! - [`node`]: Node registration, node status, the node Lease. [`api`]: the pod watch, pod status reports, mirror
 //!   pods, finishing graceful deletions. [`bootstrap`]: TLS bootstrap through a CertificateSigningRequest.
+//! - [`apilb`]: the client-side load balancer over the API servers that the kubelet's client talks through.
 //! - [`volumes`]: projected service-account volumes (bound token, CA, namespace) for API pods.
 //! - [`server`]: the HTTPS server on `--port` (`/healthz`, `/containerLogs/...`) and plain `/healthz` on
 //!   `--healthz-port`. [`config`]: the `KubeletConfiguration` file.
@@ -25,6 +26,7 @@
 //! the API are left alone until the first list of the pod watch is in, so a restart never stops them by mistake.
 
 pub mod api;
+pub mod apilb;
 pub mod bootstrap;
 pub mod config;
 pub mod ipam;

@@ -1,5 +1,5 @@
 //! TCP load balancer with active health checks, for the API endpoint: `bulwark lb` in front of the API servers,
-//! and (later) inside the kubelet as a client-side balancer over them.
+//! and inside the kubelet as a client-side balancer over them (`kubelet::apilb`).
 //!
 //! It forwards TCP as is (TLS passes through untouched, so clients authenticate to the API servers directly), like
 //! HAProxy in `mode tcp`:

@@ -245,11 +245,21 @@ impl ApiServer {
             .find(|a| a.starts_with("--advertise-address="))
             .cloned()
             .unwrap_or_else(|| "--advertise-address=127.0.0.1".to_string());
-        let storage: Vec<&String> = storage.iter().filter(|a| **a != advertise).collect();
+        // And bind its own address, so that the advertised addresses are where clients reach the servers.
+        let bind = storage
+            .iter()
+            .find(|a| a.starts_with("--bind-address="))
+            .cloned()
+            .unwrap_or_else(|| "--bind-address=127.0.0.1".to_string());
+        let bind_ip = bind.trim_start_matches("--bind-address=").to_string();
+        let storage: Vec<&String> = storage
+            .iter()
+            .filter(|a| **a != advertise && **a != bind)
+            .collect();
         let child = Command::new(bulwark()?)
             .arg("kube-apiserver")
             .args([
-                "--bind-address=127.0.0.1".to_string(),
+                bind,
                 advertise,
                 format!("--secure-port={port}"),
                 format!("--tls-cert-file={}", f("apiserver.crt")),
@@ -274,7 +284,12 @@ impl ApiServer {
             if let Ok(Some(_)) = server.child.try_wait() {
                 return Some(false);
             }
-            let out = curl(pki, port, &["/readyz"]).ok()?;
+            let out = curl(
+                pki,
+                port,
+                &["/readyz", "--connect-to", &connect_to(port, &bind_ip)],
+            )
+            .ok()?;
             (out.0 == 200).then_some(true)
         });
         match ready {
@@ -297,6 +312,12 @@ impl ApiServer {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// curl's `--connect-to` value that sends [`curl`]'s requests for `127.0.0.1:<port>` to `<ip>:<port>`: a server bound
+/// to another loopback address, verified under the name its certificate has.
+pub fn connect_to(port: u16, ip: &str) -> String {
+    format!("127.0.0.1:{port}:{ip}:{port}")
 }
 
 /// A raw HTTPS request as the admin user: `(status, body)`. `args` are extra curl arguments, the first the path.
