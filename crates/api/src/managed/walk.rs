@@ -293,9 +293,12 @@ pub fn compare(old: &Value, new: &Value, schema: Schema<'_>, scope: Scope) -> Co
 }
 
 fn added(v: &Value, info: &FieldInfo<'_>, scope: Scope, cur: &mut Cursor, c: &mut Comparison) {
-    // The parts every object of a kind has are not owned as a whole, only what is set inside them: upstream's
-    // typed objects always carry them (non-pointer structs), so they are never "added".
-    let always_present = matches!(cur.path.as_slice(), [PathElement::Field(_)]) && v.is_object();
+    // The typed top-level parts of a built-in kind (`metadata`, `spec`, `status`) are not owned as a whole, only
+    // what is set inside them: upstream's typed objects always carry them, so they are never "added". Maps such
+    // as a ConfigMap's `data` are.
+    let always_present = matches!(cur.path.as_slice(), [PathElement::Field(_)])
+        && v.is_object()
+        && matches!(info.schema, Schema::Builtin(_));
     // Nor is an associative list: its items are.
     let keyed_list = match (v, &info.list) {
         (Value::Array(a), ListKind::Map(keys)) => {
@@ -519,7 +522,7 @@ pub fn remove_path(obj: &mut Value, path: &[PathElement]) {
         let next = match (pe, node) {
             (PathElement::Field(n), Value::Object(m)) => m.get_mut(n),
             (PathElement::Key(k), Value::Array(items)) => items.iter_mut().find(|i| key_equals(i, k)),
-            (PathElement::Value(v), Value::Array(items)) => items.iter_mut().find(|i| i.to_string() == *v),
+            (PathElement::Value(v), Value::Array(items)) => items.iter_mut().find(|i| set_item_is(i, v)),
             (PathElement::Index(i), Value::Array(items)) => items.get_mut(*i),
             _ => None,
         };
@@ -533,12 +536,17 @@ pub fn remove_path(obj: &mut Value, path: &[PathElement]) {
             m.remove(n);
         }
         (PathElement::Key(k), Value::Array(items)) => items.retain(|i| !key_equals(i, k)),
-        (PathElement::Value(v), Value::Array(items)) => items.retain(|i| i.to_string() != *v),
+        (PathElement::Value(v), Value::Array(items)) => items.retain(|i| !set_item_is(i, v)),
         (PathElement::Index(i), Value::Array(items)) if *i < items.len() => {
             items.remove(*i);
         }
         _ => {}
     }
+}
+
+/// Whether a set item is the one a `v:` path element names (canonical JSON).
+fn set_item_is(item: &Value, encoded: &str) -> bool {
+    serde_json::from_str::<Value>(encoded).is_ok_and(|v| *item == v)
 }
 
 /// Whether a list item has exactly the key fields of a stored key.
