@@ -1,5 +1,9 @@
 //! REST verbs over the store for every registry kind: create, get, list, update, patch, delete,
 //! deletecollection, and the subresources (`status`, `scale`, `binding`). Watches are in [`crate::watch`].
+//!
+//! Every write records its field manager in `metadata.managedFields` ([`api::managed::record_update`]); a PATCH
+//! with `application/apply-patch+yaml` is server-side apply ([`api::managed::apply`]). `dryRun=All` runs a write
+//! through admission and validation and answers with the result, storing nothing.
 
 use std::collections::HashMap;
 use std::time::Duration;
