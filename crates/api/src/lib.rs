@@ -11,6 +11,8 @@
 //!   field selectors.
 //! - [`patch`]: JSON patch, JSON merge patch and strategic merge patch ([`patch::apply_patch`]),
 //!   with the per-type list semantics table in [`patch::schema`].
+//! - [`managed`]: `metadata.managedFields` (field sets in the `FieldsV1` format) and server-side apply: the
+//!   merge along list semantics, ownership, conflicts ([`managed::apply`] is pure, for fuzzing).
 //! - [`table`]: server-side `Table` output per kind ([`table::to_table`]), CRD printer columns,
 //!   upstream's `HumanDuration` for AGE.
 //! - [`crd`]: what a CustomResourceDefinition serves, its own validation and status, and the structural-schema
@@ -20,6 +22,7 @@
 pub mod crd;
 pub mod fields;
 pub mod labels;
+pub mod managed;
 pub mod patch;
 pub mod registry;
 pub mod status;

@@ -260,6 +260,13 @@ pub enum ApiError {
         name: String,
         reason: String,
     },
+    /// A server-side apply that would change fields other managers own (409 `Conflict`, one
+    /// `FieldManagerConflict` cause per field).
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<StatusCause>,
+    },
     #[error("{}", self.message())]
     Invalid {
         kind: GroupKind,
@@ -365,7 +372,10 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             Self::NotFound { .. } => 404,
-            Self::AlreadyExists { .. } | Self::GenerateNameConflict { .. } | Self::Conflict { .. } => 409,
+            Self::AlreadyExists { .. }
+            | Self::GenerateNameConflict { .. }
+            | Self::Conflict { .. }
+            | Self::ApplyConflict { .. } => 409,
             Self::Invalid { .. } => 422,
             Self::BadRequest(_) => 400,
             Self::Unauthorized(_) => 401,
@@ -387,7 +397,7 @@ impl ApiError {
         match self {
             Self::NotFound { .. } => "NotFound",
             Self::AlreadyExists { .. } | Self::GenerateNameConflict { .. } => "AlreadyExists",
-            Self::Conflict { .. } => "Conflict",
+            Self::Conflict { .. } | Self::ApplyConflict { .. } => "Conflict",
             Self::Invalid { .. } => "Invalid",
             Self::BadRequest(_) => "BadRequest",
             Self::Unauthorized(_) => "Unauthorized",
@@ -425,6 +435,7 @@ impl ApiError {
                     go_quote(name)
                 )
             }
+            Self::ApplyConflict { message, .. } => message.clone(),
             Self::Invalid { kind, name, causes } => {
                 if causes.is_empty() {
                     format!("{kind} {} is invalid", go_quote(name))
@@ -510,6 +521,10 @@ impl ApiError {
                 let (resource, name) = denied_target(denied);
                 named(&resource, &name)
             }
+            Self::ApplyConflict { causes, .. } => StatusDetails {
+                causes: causes.clone(),
+                ..Default::default()
+            },
             Self::Invalid { kind, name, causes } => StatusDetails {
                 name: name.clone(),
                 group: kind.group.clone(),

@@ -11,7 +11,8 @@
 //! - [`router`]: one span per request, the 3 MiB body limit, authentication, [`impersonation`], authorization,
 //!   URL parsing into discovery, health, OpenAPI or a resource [`rest::Target`].
 //! - [`rest`]: the REST verbs over the store (create/get/list/update/patch/delete/deletecollection, `status`,
-//!   `scale`, `binding`), continue tokens, finalizers; [`logs`]: `pods/log` proxied to the node's kubelet;
+//!   `scale`, `binding`), continue tokens, finalizers, `dryRun=All` on every write, `managedFields` and
+//!   server-side apply (through [`api::managed`]); [`logs`]: `pods/log` proxied to the node's kubelet;
 //!   [`watch`]: watch streams; [`strategy`]: per-kind defaulting
 //!   and validation; [`reviews`]: access and token reviews.
 //! - [`discovery`] (`/api`, `/apis`, aggregated discovery, `/version`), [`health`] (`/healthz`, `/livez`,

@@ -167,6 +167,7 @@ pub async fn pod_log(state: &AppState, t: &Target, q: &Query) -> Result<Response
         name: Some(node_name.to_string()),
         subresource: None,
         user: t.user.clone(),
+        manager: String::new(),
     };
     let node = rest::get(state, &node_target).await?.body;
     let (host, port) = kubelet_endpoint(&node).ok_or_else(|| {

@@ -1,5 +1,9 @@
 //! REST verbs over the store for every registry kind: create, get, list, update, patch, delete,
 //! deletecollection, and the subresources (`status`, `scale`, `binding`). Watches are in [`crate::watch`].
+//!
+//! Every write records its field manager in `metadata.managedFields` ([`api::managed::record_update`]); a PATCH
+//! with `application/apply-patch+yaml` is server-side apply ([`api::managed::apply`]). `dryRun=All` runs a write
+//! through admission and validation and answers with the result, storing nothing.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,6 +29,8 @@ pub struct Target {
     pub subresource: Option<String>,
     /// Who asks, for admission.
     pub user: crate::auth::UserInfo,
+    /// The field manager of a write: `fieldManager`, else the User-Agent's product (upstream's default).
+    pub manager: String,
 }
 
 impl Target {
@@ -34,6 +40,24 @@ impl Target {
 
     fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("")
+    }
+
+    /// How this target's writes are recorded in managedFields.
+    fn writer<'a>(&'a self, now: &'a str, api_version: &'a str) -> api::managed::Writer<'a> {
+        let custom = self.info.custom.as_ref().and_then(|c| c.schema.as_ref());
+        let scope = match self.subresource.as_deref() {
+            Some("status") => api::managed::Scope::StatusOnly,
+            _ if strategy::has_status_subresource(&self.info) => api::managed::Scope::NoStatus,
+            _ => api::managed::Scope::All,
+        };
+        api::managed::Writer {
+            manager: &self.manager,
+            api_version,
+            subresource: self.subresource.as_deref().unwrap_or(""),
+            now,
+            schema: api::managed::Schema::root(&self.info.group, &self.info.kind, custom),
+            scope,
+        }
     }
 
     fn key(&self) -> Result<String, ApiError> {
@@ -69,6 +93,35 @@ fn dry_run(q: &Query) -> Result<bool, ApiError> {
         Some(other) => Err(ApiError::bad_request(format!(
             "Invalid dry run value: {other}: supported values: \"All\""
         ))),
+    }
+}
+
+/// Upstream's `Validate{Create,Update,Patch}Options` for what bulwark reads: `fieldManager` (required for
+/// apply, at most 128 printable bytes) and `force` (apply only). `kind` is `CreateOptions`, ...
+fn check_write_options(kind: &str, q: &Query, patch_type: Option<PatchType>) -> Result<(), ApiError> {
+    let mut errs = Vec::new();
+    let manager = q.get("fieldManager").map(String::as_str).unwrap_or("");
+    match patch_type {
+        Some(PatchType::Apply) if manager.is_empty() => errs.push(api::FieldError::required(
+            &api::FieldPath::new("fieldManager"),
+            "is required for apply patch",
+        )),
+        Some(PatchType::Apply) => {}
+        Some(_) if q.contains_key("force") => errs.push(api::FieldError::forbidden(
+            &api::FieldPath::new("force"),
+            "may not be specified for non-apply patch",
+        )),
+        _ => {}
+    }
+    errs.extend(api::managed::validate_manager(manager));
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            &api::GroupKind::new("meta.k8s.io", kind),
+            "",
+            errs,
+        ))
     }
 }
 
@@ -303,10 +356,27 @@ pub async fn get(state: &AppState, t: &Target) -> Result<Reply, ApiError> {
 
 /// `POST` to a collection.
 pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Result<Reply, ApiError> {
+    check_write_options("CreateOptions", q, None)?;
+    create_object(state, t, q, body, false).await
+}
+
+/// A create; `applied` when server-side apply made the object (its managedFields are already settled).
+async fn create_object(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    body: Value,
+    applied: bool,
+) -> Result<Reply, ApiError> {
     let info = &t.info;
     let mut obj = check_type(info, &info.kind, &info.api_version(), body)?;
     check_namespace(t, &mut obj)?;
     let dry = dry_run(q)?;
+    let applied_fields = if applied {
+        obj["metadata"].get("managedFields").cloned()
+    } else {
+        None
+    };
     let now = state.now_string();
     let mut generated_from: Option<String> = None;
     {
@@ -354,6 +424,14 @@ pub async fn create(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
     admit(state, t, crate::admission::Operation::Create, None, &mut obj).await?;
     crate::crd::on_crd_write(info, &mut obj, None, &now)?;
     strategy::validate(info, &obj, None)?;
+    match applied_fields {
+        Some(fields) => obj["metadata"]["managedFields"] = fields,
+        None if applied => {}
+        None => {
+            let api_version = info.api_version();
+            api::managed::record_update(None, &mut obj, &t.writer(&now, &api_version));
+        }
+    }
     let name = meta_str(&obj, "name").to_string();
     let t = Target {
         name: Some(name.clone()),
@@ -703,8 +781,9 @@ fn prepare_update(
             }
         }
     }
+    api::managed::resolve_incoming(Some(old), new);
+    let managed_fields = new["metadata"].get("managedFields").cloned();
     if let Some(m) = new["metadata"].as_object_mut() {
-        m.remove("managedFields");
         m.remove("selfLink");
     }
     if info.namespaced {
@@ -746,6 +825,13 @@ fn prepare_update(
                     .unwrap_or_else(|| json!({"phase": "Active"}));
             }
         }
+    }
+    // A status write starts again from the stored object; the managedFields settled above still hold.
+    if let Some(m) = new["metadata"].as_object_mut() {
+        match managed_fields {
+            Some(f) => m.insert("managedFields".into(), f),
+            None => m.remove("managedFields"),
+        };
     }
     strategy::apply_defaults(info, new);
     if strategy::tracks_generation(info) && strategy::spec_changed(old, new) {
@@ -817,6 +903,7 @@ pub async fn update(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
         )));
     }
     check_namespace(t, &mut new)?;
+    check_write_options("UpdateOptions", q, None)?;
     let dry = dry_run(q)?;
     let key = t.key()?;
     let old_kv = state
@@ -825,7 +912,7 @@ pub async fn update(state: &AppState, t: &Target, q: &Query, body: Value) -> Res
         .await
         .map_err(|e| store_error(&t.resource(), t.name(), e))?;
     let old = decode(&old_kv)?;
-    let (_, written) = write_update(state, t, &old_kv, &old, new, dry).await?;
+    let (_, written) = write_update(state, t, &old_kv, &old, new, dry, true).await?;
     let out = written.map_err(|e| store_error(&t.resource(), t.name(), e))?;
     Ok(Reply::ok(out))
 }
@@ -840,6 +927,7 @@ async fn write_update(
     old: &Value,
     mut new: Value,
     dry: bool,
+    record: bool,
 ) -> Result<(bool, Result<Value, store::Error>), ApiError> {
     let pinned = precondition_rv(&new)?;
     if let Some(rv) = pinned
@@ -853,6 +941,10 @@ async fn write_update(
         crate::crd::on_crd_write(&t.info, &mut new, Some(old), &state.now_string())?;
     }
     strategy::validate(&t.info, &new, Some(old))?;
+    if record {
+        let (now, api_version) = (state.now_string(), t.info.api_version());
+        api::managed::record_update(Some(old), &mut new, &t.writer(&now, &api_version));
+    }
     Ok((pinned.is_some(), commit_update(state, t, old_kv, new, dry).await))
 }
 
@@ -866,13 +958,9 @@ pub async fn patch(
     body: Value,
 ) -> Result<Reply, ApiError> {
     let info = &t.info;
+    check_write_options("PatchOptions", q, Some(patch_type))?;
     if patch_type == PatchType::Apply {
-        return Err(ApiError::UnsupportedMediaType {
-            accepted: PatchType::ALL_CONTENT_TYPES[..3]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        });
+        return server_side_apply(state, t, q, body).await;
     }
     let dry = dry_run(q)?;
     let key = t.key()?;
@@ -904,9 +992,70 @@ pub async fn patch(
                 )],
             ));
         }
-        match write_update(state, t, &old_kv, &old, new, dry).await? {
+        match write_update(state, t, &old_kv, &old, new, dry, true).await? {
             (_, Ok(out)) => return Ok(Reply::ok(out)),
             (_, Err(store::Error::Conflict { .. })) if !body_pins => continue,
+            (_, Err(e)) => return Err(store_error(&t.resource(), t.name(), e)),
+        }
+    }
+    Err(ApiError::conflict(&t.resource(), t.name()))
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: merges the applied configuration into the live object (or
+/// creates it), owned by the `fieldManager`; conflicts with other managers answer 409 unless `force=true`.
+async fn server_side_apply(state: &AppState, t: &Target, q: &Query, body: Value) -> Result<Reply, ApiError> {
+    let info = &t.info;
+    let force = match q.get("force").map(String::as_str) {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("invalid force value: {other}"))),
+    };
+    let mut applied = check_type(info, &info.kind, &info.api_version(), body)?;
+    if applied
+        .pointer("/metadata/managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    let body_name = meta_str(&applied, "name");
+    if body_name.is_empty() {
+        applied["metadata"]["name"] = json!(t.name());
+    } else if body_name != t.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            t.name()
+        )));
+    }
+    check_namespace(t, &mut applied)?;
+    let pinned = precondition_rv(&applied)?;
+    let dry = dry_run(q)?;
+    let key = t.key()?;
+    let api_version = info.api_version();
+    for _ in 0..MAX_RETRIES {
+        let now = state.now_string();
+        let w = t.writer(&now, &api_version);
+        let old_kv = match state.store.get(&key).await {
+            Ok(kv) => kv,
+            Err(store::Error::NotFound { .. }) if pinned.is_none() && t.subresource.is_none() => {
+                let obj =
+                    api::managed::apply(&json!({}), &applied, &w, force).map_err(|c| c.to_api_error())?;
+                match create_object(state, t, q, obj, true).await {
+                    Err(ApiError::AlreadyExists { .. }) => continue,
+                    other => return other,
+                }
+            }
+            Err(e) => return Err(store_error(&t.resource(), t.name(), e)),
+        };
+        let old = decode(&old_kv)?;
+        if let Some(rv) = pinned
+            && rv != old_kv.mod_revision
+        {
+            return Err(ApiError::conflict(&t.resource(), t.name()));
+        }
+        let new = api::managed::apply(&old, &applied, &w, force).map_err(|c| c.to_api_error())?;
+        match write_update(state, t, &old_kv, &old, new, dry, false).await? {
+            (_, Ok(out)) => return Ok(Reply::ok(out)),
+            (_, Err(store::Error::Conflict { .. })) if pinned.is_none() => continue,
             (_, Err(e)) => return Err(store_error(&t.resource(), t.name(), e)),
         }
     }
@@ -1238,6 +1387,8 @@ pub async fn scale(
             ..t.clone()
         };
         prepare_update(state, &t.info, &obj, &mut new, None);
+        let (now, api_version) = (state.now_string(), t.info.api_version());
+        api::managed::record_update(Some(&obj), &mut new, &t.writer(&now, &api_version));
         match commit_update(state, &plain, &kv, new, dry).await {
             Ok(out) => return Ok(Reply::ok(scale_of(&out))),
             Err(store::Error::Conflict { .. }) if pinned.is_none() => continue,
@@ -1281,8 +1432,10 @@ pub async fn bind(
     pods: &ResourceInfo,
     namespace: &str,
     pod_name: &str,
+    q: &Query,
     body: Value,
 ) -> Result<Reply, ApiError> {
+    let dry = dry_run(q)?;
     let node = body
         .pointer("/target/name")
         .and_then(Value::as_str)
@@ -1305,6 +1458,7 @@ pub async fn bind(
         name: Some(pod_name.into()),
         subresource: None,
         user: Default::default(),
+        manager: String::new(),
     };
     let key = t.key()?;
     for _ in 0..MAX_RETRIES {
@@ -1340,17 +1494,19 @@ pub async fn bind(
             }
         }
         mark_scheduled(&mut pod, &state.now_string());
+        let created = Reply {
+            code: 201,
+            body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        };
+        if dry {
+            return Ok(created);
+        }
         match state
             .store
             .update(&key, encode(&pod)?, kv.mod_revision, None)
             .await
         {
-            Ok(_) => {
-                return Ok(Reply {
-                    code: 201,
-                    body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-                });
-            }
+            Ok(_) => return Ok(created),
             Err(store::Error::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(&t.resource(), pod_name, e)),
         }

@@ -329,6 +329,15 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         name: name.map(str::to_string),
         subresource: sub.map(str::to_string),
         user: user.clone(),
+        manager: match query.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.clone(),
+            None => api::managed::manager_from_user_agent(
+                headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            ),
+        },
     };
     let mut attrs = Attributes {
         user: user.clone(),
@@ -393,7 +402,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             "create" | "update" => true,
             "patch" => matches!(
                 patch_type(&headers)?,
-                PatchType::Merge | PatchType::StrategicMerge
+                PatchType::Merge | PatchType::StrategicMerge | PatchType::Apply
             ),
             _ => false,
         };
@@ -424,6 +433,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                 &info,
                 &ns,
                 name.unwrap_or(""),
+                &query,
                 parsed.unwrap_or(Value::Null),
             )
             .await?

@@ -241,11 +241,30 @@ pub struct BodyParameter {
     pub schema: Option<Schema>,
 }
 
-/// `NonBodyParameter` with only its path-parameter branch (tag 4), the only kind emitted.
+/// `NonBodyParameter` with its query (tag 3) and path (tag 4) branches, the kinds emitted.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct NonBodyParameter {
+    #[prost(message, optional, tag = "3")]
+    pub query_parameter_sub_schema: Option<QueryParameterSubSchema>,
     #[prost(message, optional, tag = "4")]
     pub path_parameter_sub_schema: Option<PathParameterSubSchema>,
+}
+
+/// kubectl 1.20 reads a write's `dryRun` query parameter here to decide whether the server supports dry-run.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueryParameterSubSchema {
+    #[prost(bool, tag = "1")]
+    pub required: bool,
+    #[prost(string, tag = "2")]
+    pub r#in: String,
+    #[prost(string, tag = "3")]
+    pub description: String,
+    #[prost(string, tag = "4")]
+    pub name: String,
+    #[prost(string, tag = "6")]
+    pub r#type: String,
+    #[prost(bool, tag = "20")]
+    pub unique_items: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -475,7 +494,19 @@ fn parameters(v: &Value) -> Vec<ParametersItem> {
                     required: p.get("required").and_then(Value::as_bool).unwrap_or_default(),
                     schema: p.get("schema").map(schema),
                 })),
+                Some("query") => parameter::Oneof::NonBodyParameter(NonBodyParameter {
+                    query_parameter_sub_schema: Some(QueryParameterSubSchema {
+                        required: false,
+                        r#in: "query".into(),
+                        description: string(p, "description"),
+                        name: string(p, "name"),
+                        r#type: string(p, "type"),
+                        unique_items: p.get("uniqueItems").and_then(Value::as_bool).unwrap_or_default(),
+                    }),
+                    path_parameter_sub_schema: None,
+                }),
                 Some("path") => parameter::Oneof::NonBodyParameter(NonBodyParameter {
+                    query_parameter_sub_schema: None,
                     path_parameter_sub_schema: Some(PathParameterSubSchema {
                         required: true,
                         r#in: "path".into(),
@@ -485,7 +516,7 @@ fn parameters(v: &Value) -> Vec<ParametersItem> {
                         unique_items: p.get("uniqueItems").and_then(Value::as_bool).unwrap_or_default(),
                     }),
                 }),
-                // Query, header and form parameters are not emitted by this server.
+                // Header and form parameters are not emitted by this server.
                 _ => return None,
             };
             Some(ParametersItem {

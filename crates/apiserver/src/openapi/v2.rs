@@ -76,11 +76,13 @@ fn path_item(entry: &PathEntry, kd: &super::definitions::KindDefinition, info: &
         } else {
             op.body
         };
+        let mut op_params = Vec::new();
         if let Some(body) = body {
-            o.insert(
-                "parameters".into(),
-                json!([{"name": "body", "in": "body", "required": op.body_is_kind || op.method == "patch", "schema": {"$ref": format!("{REF_PREFIX}{body}")}}]),
-            );
+            op_params.push(json!({"name": "body", "in": "body", "required": op.body_is_kind || op.method == "patch", "schema": {"$ref": format!("{REF_PREFIX}{body}")}}));
+        }
+        op_params.extend(write_query_params(op.method));
+        if !op_params.is_empty() {
+            o.insert("parameters".into(), op_params.into());
         }
         o.insert(
             "responses".into(),
@@ -95,6 +97,36 @@ fn path_item(entry: &PathEntry, kd: &super::definitions::KindDefinition, info: &
         item.insert(op.method.into(), Value::Object(o));
     }
     Value::Object(item)
+}
+
+/// The query parameters of writes that clients look for: kubectl 1.20 only sends `--dry-run=server` when
+/// the PATCH operation of a kind lists `dryRun`.
+fn write_query_params(method: &str) -> Vec<Value> {
+    let param = |name: &str, ty: &str, description: &str| json!({"uniqueItems": true, "type": ty, "description": description, "name": name, "in": "query"});
+    let dry_run = param(
+        "dryRun",
+        "string",
+        "When present, indicates that modifications should not be persisted. Valid values are: - All: all dry run stages will be processed",
+    );
+    let manager = param(
+        "fieldManager",
+        "string",
+        "fieldManager is a name associated with the actor or entity that is making these changes.",
+    );
+    match method {
+        "post" | "put" => vec![dry_run, manager],
+        "patch" => vec![
+            dry_run,
+            manager,
+            param(
+                "force",
+                "boolean",
+                "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people.",
+            ),
+        ],
+        "delete" => vec![dry_run],
+        _ => Vec::new(),
+    }
 }
 
 /// What a verb accepts. Custom kinds have no strategic merge patch: kubectl reads this to choose a JSON merge patch
