@@ -29,6 +29,7 @@ pub const TARGETS: &[Target] = &[
     ("label_selector", label_selector),
     ("field_selector", field_selector),
     ("patch", patch),
+    ("server_side_apply", server_side_apply),
     ("bearer_token", bearer_token),
     ("client_certificate", client_certificate),
     ("pem", pem),
@@ -118,7 +119,6 @@ const PATCH_TYPES: &[(api::PatchType, &str, &str)] = &[
     (api::PatchType::StrategicMerge, "apps", "Deployment"),
     (api::PatchType::StrategicMerge, "", "Pod"),
     (api::PatchType::StrategicMerge, "", "Service"),
-    (api::PatchType::Apply, "apps", "Deployment"),
 ];
 
 /// A `PATCH`: the first byte picks the patch type and kind, the rest is `original` NUL `patch`, both JSON. An
@@ -138,6 +138,68 @@ pub fn patch(data: &[u8]) {
     if let Ok(patched) = api::apply_patch(*kind, group, object_kind, &original, &body) {
         // The result is stored and served: it must serialize.
         let _ = serde_json::to_vec(&patched);
+    }
+}
+
+/// Splits `data` at NUL bytes into at most `N` JSON documents; missing or unparsable ones are empty objects.
+fn documents<const N: usize>(data: &[u8]) -> [Value; N] {
+    let mut parts = data.splitn(N, |b| *b == 0);
+    std::array::from_fn(|_| {
+        parts
+            .next()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or_else(|| serde_json::json!({}))
+    })
+}
+
+const APPLY_KINDS: &[(&str, &str, &str)] = &[
+    ("apps", "Deployment", "apps/v1"),
+    ("", "Pod", "v1"),
+    ("", "Service", "v1"),
+    ("", "ConfigMap", "v1"),
+];
+
+/// Server-side apply by two managers: the first byte picks the kind, whether the second forces, and the
+/// subresource scope; the rest is `live` NUL `applied by a` NUL `applied by b`. A forced apply never conflicts, and
+/// every result records its manager and serializes.
+pub fn server_side_apply(data: &[u8]) {
+    let Some((first, rest)) = data.split_first() else {
+        return;
+    };
+    let (group, kind, api_version) = APPLY_KINDS[usize::from(*first) % APPLY_KINDS.len()];
+    let force = first & 0x10 != 0;
+    let scope = if first & 0x20 != 0 {
+        api::managed::Scope::StatusOnly
+    } else {
+        api::managed::Scope::NoStatus
+    };
+    let [mut live, by_a, by_b] = documents::<3>(rest);
+    let writer = |manager| api::managed::Writer {
+        manager,
+        api_version,
+        subresource: if scope == api::managed::Scope::StatusOnly {
+            "status"
+        } else {
+            ""
+        },
+        now: "2026-01-01T00:00:00Z",
+        schema: api::managed::Schema::root(group, kind, None),
+        scope,
+    };
+    let old = live.clone();
+    api::managed::resolve_incoming(Some(&old), &mut live);
+    api::managed::record_update(Some(&old), &mut live, &writer("updater"));
+    let Ok(after_a) = api::managed::apply(&live, &by_a, &writer("a"), false) else {
+        return;
+    };
+    match api::managed::apply(&after_a, &by_b, &writer("b"), force) {
+        Ok(after_b) => {
+            let _ = serde_json::to_vec(&after_b);
+        }
+        Err(conflicts) => {
+            assert!(!force, "a forced apply conflicted: {:?}", conflicts.0);
+            let _ = conflicts.to_api_error();
+        }
     }
 }
 
