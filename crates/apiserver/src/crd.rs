@@ -184,11 +184,13 @@ pub fn served_as(info: &ResourceInfo, body: &mut Value) {
     if body.get("kind").and_then(Value::as_str) == Some(info.kind.as_str()) {
         body["apiVersion"] = api_version.clone();
     }
-    if let Some(items) = body.get_mut("items").and_then(Value::as_array_mut) {
-        for item in items {
-            if item.get("kind").and_then(Value::as_str) == Some(info.kind.as_str()) {
-                item["apiVersion"] = api_version.clone();
-            }
+    // A list of custom objects carries each item's kind and apiVersion (built-in lists leave them out).
+    if body.get("kind").and_then(Value::as_str) == Some(info.list_kind().as_str())
+        && let Some(items) = body.get_mut("items").and_then(Value::as_array_mut)
+    {
+        for item in items.iter_mut().filter(|i| i.is_object()) {
+            item["kind"] = Value::String(info.kind.clone());
+            item["apiVersion"] = api_version.clone();
         }
     }
 }

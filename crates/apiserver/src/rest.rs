@@ -140,10 +140,17 @@ pub fn set_rv(obj: &mut Value, rev: i64) {
 }
 
 /// What goes into the store: no `resourceVersion`, which is the store's own revision.
-fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+/// The stored form: no `resourceVersion` (the store's revision is the version), and a custom object in its CRD's
+/// storage version whichever version it was written through, as upstream keeps it (`None` conversion).
+fn encode(info: &ResourceInfo, obj: &Value) -> Result<Bytes, ApiError> {
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
+    }
+    if let Some(custom) = &info.custom
+        && obj.get("apiVersion").is_some()
+    {
+        obj["apiVersion"] = json!(format!("{}/{}", info.group, custom.storage_version));
     }
     serde_json::to_vec(&obj)
         .map(Bytes::from)
@@ -450,7 +457,7 @@ async fn create_object(
     let (mut t, mut name) = (t, name);
     let mut attempts = 1;
     loop {
-        match state.store.create(&t.key()?, encode(&obj)?, ttl).await {
+        match state.store.create(&t.key()?, encode(&t.info, &obj)?, ttl).await {
             Ok(kv) => {
                 set_rv(&mut obj, kv.mod_revision);
                 return Ok(Reply { code: 201, body: obj });
@@ -872,7 +879,7 @@ async fn commit_update(
         set_rv(&mut new, deleted.revision);
         return Ok(new);
     }
-    let bytes = encode(&new).map_err(|e| store::Error::Internal(e.to_string()))?;
+    let bytes = encode(&t.info, &new).map_err(|e| store::Error::Internal(e.to_string()))?;
     let ttl = (t.info.kind == "Event").then_some(EVENT_TTL);
     let kv = state.store.update(&key, bytes, old_kv.mod_revision, ttl).await?;
     set_rv(&mut new, kv.mod_revision);
@@ -1235,7 +1242,7 @@ pub async fn delete(
             if opts.dry {
                 return Ok(Reply::ok(obj));
             }
-            let bytes = encode(&obj)?;
+            let bytes = encode(&t.info, &obj)?;
             match state.store.update(&key, bytes, kv.mod_revision, None).await {
                 Ok(kv) => {
                     set_rv(&mut obj, kv.mod_revision);
@@ -1503,7 +1510,7 @@ pub async fn bind(
         }
         match state
             .store
-            .update(&key, encode(&pod)?, kv.mod_revision, None)
+            .update(&key, encode(&t.info, &pod)?, kv.mod_revision, None)
             .await
         {
             Ok(_) => return Ok(created),

@@ -309,3 +309,88 @@ async fn a_custom_resource_is_a_typed_kind_for_kube_rs_with_validation_status_an
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_crd_with_two_versions_serves_each_object_in_the_version_asked_for_and_stores_the_storage_version()
+-> Result<()> {
+    let etcd = testkit::etcd::EtcdCluster::start_single().await?;
+    let port = free_port()?;
+    let pki = Pki::new(port)?;
+    let _server = ApiServer::start(
+        &pki,
+        port,
+        &[format!("--etcd-servers={}", etcd.endpoints().join(","))],
+    )?;
+    let client = client::from_kubeconfig(&pki.kubeconfig()).await?;
+    namespace(&client, "versions").await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let schema = json!({"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}});
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "tools.kubers.example.com"},
+        "spec": {
+            "group": "kubers.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "tools", "kind": "Tool"},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false, "schema": schema},
+                {"name": "v1", "served": true, "storage": true, "schema": schema},
+            ]
+        }
+    }))?;
+    crds.create(&PostParams::default(), &crd).await?;
+    let resource = |version: &str| {
+        kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("kubers.example.com", version, "Tool"),
+            "tools",
+        )
+    };
+    let old: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), "versions", &resource("v1beta1"));
+    let new: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), "versions", &resource("v1"));
+    let made: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubers.example.com/v1beta1", "kind": "Tool",
+        "metadata": {"name": "hammer"}, "spec": {"weight": 3}
+    }))?;
+    testkit::eventually(DEADLINE, || async {
+        old.create(&PostParams::default(), &made).await
+    })
+    .await?;
+    let as_v1 = new.get("hammer").await?;
+    ensure!(
+        as_v1.types.as_ref().map(|t| t.api_version.as_str()) == Some("kubers.example.com/v1"),
+        "read through v1: {:?}",
+        as_v1.types
+    );
+    let as_beta = old.get("hammer").await?;
+    ensure!(as_beta.types.as_ref().map(|t| t.api_version.as_str()) == Some("kubers.example.com/v1beta1"));
+    let listed = new.list(&ListParams::default()).await?;
+    ensure!(
+        listed
+            .items
+            .iter()
+            .all(|o| o.types.as_ref().map(|t| t.api_version.as_str()) == Some("kubers.example.com/v1"))
+    );
+    let (code, body) = curl(
+        &pki,
+        port,
+        &["/apis/kubers.example.com/v1/namespaces/versions/tools"],
+    )?;
+    let list: serde_json::Value = serde_json::from_str(&body)?;
+    ensure!(
+        code == 200
+            && list["items"][0]["kind"] == "Tool"
+            && list["items"][0]["apiVersion"] == "kubers.example.com/v1",
+        "custom list items carry their kind and version: {code} {body}"
+    );
+    // Written through v1beta1, kept in etcd as the storage version v1.
+    let stored = etcd
+        .client()
+        .await?
+        .get("/registry/kubers.example.com/tools/versions/hammer", None)
+        .await?;
+    let value: serde_json::Value =
+        serde_json::from_slice(stored.kvs().first().map(|kv| kv.value()).unwrap_or_default())?;
+    ensure!(value["apiVersion"] == "kubers.example.com/v1", "stored {value}");
+    Ok(())
+}
