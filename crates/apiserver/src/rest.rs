@@ -292,6 +292,22 @@ async fn admit(
         .await
 }
 
+/// `GET` of one object with the request's `resourceVersion`: `0` (any) is served from the watch cache, as
+/// upstream; anything else reads the store.
+pub async fn get_as_of(state: &AppState, t: &Target, q: &Query) -> Result<Reply, ApiError> {
+    if q.get("resourceVersion").map(String::as_str) == Some("0")
+        && let Some(all) = t.info.storage_list_prefix(None)
+        && let Some(cacher) = state.watch_cache.ready(&all).await
+        && let Some((found, _)) = cacher.get(&t.key()?)
+    {
+        return match found {
+            Some(obj) => Ok(Reply::ok(Value::clone(&obj))),
+            None => Err(ApiError::not_found(&t.resource(), t.name())),
+        };
+    }
+    get(state, t).await
+}
+
 pub async fn get(state: &AppState, t: &Target) -> Result<Reply, ApiError> {
     let kv = state
         .store
@@ -574,6 +590,17 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
             .ok_or_else(|| ApiError::bad_request("resourceVersionMatch: Exact requires a resourceVersion"))?;
         revision = Some(rv);
     }
+    if let Some(items) = list_from_cache(state, t, q, limit, &prefix, &filter).await {
+        let (items, rev) = items;
+        return list_reply(
+            state,
+            info,
+            items,
+            json!({"resourceVersion": rev.to_string()}),
+            q,
+            output,
+        );
+    }
     let continuing = start_key.is_some();
     let mut items = Vec::new();
     let mut list_rev;
@@ -633,6 +660,55 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
             meta["remainingItemCount"] = json!(remaining);
         }
     }
+    list_reply(state, info, items, meta, q, output)
+}
+
+/// A list served from the watch cache when the request allows, as upstream: `resourceVersion=0` (any freshness;
+/// `limit` is ignored, the whole list fits in one answer), or `resourceVersion=N` without a limit when the cache
+/// is at N or later. `None` sends the request to the store.
+async fn list_from_cache(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    limit: usize,
+    prefix: &str,
+    filter: &Filter,
+) -> Option<(Vec<Value>, i64)> {
+    if q.get("continue").is_some_and(|c| !c.is_empty()) {
+        return None;
+    }
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
+    if !matches!(rv_match, "" | "NotOlderThan") {
+        return None;
+    }
+    let not_older_than = match q.get("resourceVersion").map(String::as_str) {
+        Some("0") => 0,
+        Some(n) if limit == 0 => n.parse::<i64>().ok().filter(|n| *n > 0)?,
+        _ => return None,
+    };
+    let all = t.info.storage_list_prefix(None)?;
+    let cacher = state.watch_cache.ready(&all).await?;
+    let (objects, rev) = cacher.list(prefix)?;
+    if rev < not_older_than {
+        return None;
+    }
+    let items = objects
+        .iter()
+        .filter(|o| filter.matches(o))
+        .map(|o| Value::clone(o))
+        .collect();
+    Some((items, rev))
+}
+
+/// The list body (or Table) around `items`.
+fn list_reply(
+    state: &AppState,
+    info: &ResourceInfo,
+    mut items: Vec<Value>,
+    meta: Value,
+    q: &Query,
+    output: Output,
+) -> Result<Reply, ApiError> {
     match output {
         Output::Table { beta } => Ok(Reply::ok(table(state, info, &items, meta, q, beta)?)),
         Output::Json => {

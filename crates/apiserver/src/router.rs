@@ -389,7 +389,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
 
     let reply = match (verb, sub) {
         ("watch", None) => return watch::watch(state, &target, &query, output).await,
-        ("get", None) => rest::get(state, &target).await?,
+        ("get", None) => rest::get_as_of(state, &target, &query).await?,
         ("get", Some("status")) => rest::get(state, &target).await?,
         ("get", Some("log")) => return crate::logs::pod_log(state, &target, &query).await,
         ("list", None) => rest::list(state, &target, &query, output).await?,

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::cache::{CacheConfig, WatchCache};
 use crate::config::{ServerConfig, StorageConfig};
 use crate::error::ServeError;
 use crate::ipalloc::ServiceIpRange;
@@ -69,13 +70,27 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service_ips = ServiceIpRange::parse(&config.service_cluster_ip_range).map_err(ServeError::Config)?;
     let registries = Arc::new(crate::crd::Registries::default());
+    let watch_cache = Arc::new(WatchCache::new(
+        store.clone(),
+        CacheConfig::default(),
+        shutdown.child_token(),
+    ));
+    // Built-in resources are cached from the start, as upstream, so that the revisions clients get from lists
+    // are inside the caches' windows when they watch; custom resources start on first use.
+    for info in registries.current().iter() {
+        if let Some(prefix) = info.storage_list_prefix(None) {
+            watch_cache.cacher(&prefix, None);
+        }
+    }
     let reader = Arc::new(StoreReader {
         store: store.clone(),
         registry: registries.current(),
+        cache: Some(watch_cache.clone()),
     });
     let security = Security::from_config(&config, reader)?;
     let state = AppState {
         store,
+        watch_cache,
         registries,
         security: Arc::new(security),
         admission: Arc::new(crate::admission::default_chain(
