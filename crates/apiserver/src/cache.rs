@@ -14,9 +14,10 @@
 //! request that needs "not older than N" with N above the cacher's revision is served from the store.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
 use store::{EventKind, KeyValue, ListOptions, Revision, Store, WatchOptions};
 use tokio::sync::{mpsc, watch};
@@ -58,6 +59,50 @@ pub enum CacheError {
     NotReady { prefix: String },
 }
 
+/// A cached object: decoded once, and serialized as a list item at most once, however many lists and watchers
+/// read it.
+#[derive(Debug)]
+pub struct CachedObject {
+    pub value: Value,
+    list_item: OnceLock<Bytes>,
+}
+
+impl CachedObject {
+    pub fn new(value: Value) -> Self {
+        Self {
+            value,
+            list_item: OnceLock::new(),
+        }
+    }
+
+    /// The object's JSON as an item of a list: without `kind` and `apiVersion`, as upstream's typed lists.
+    pub fn list_item_json(&self) -> &Bytes {
+        self.list_item.get_or_init(|| {
+            let mut out = Vec::with_capacity(1024);
+            let _ = match &self.value {
+                Value::Object(map) => serde_json::to_writer(&mut out, &WithoutTypeMeta(map)),
+                other => serde_json::to_writer(&mut out, other),
+            };
+            Bytes::from(out)
+        })
+    }
+}
+
+struct WithoutTypeMeta<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for WithoutTypeMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.0 {
+            if k != "kind" && k != "apiVersion" {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
 /// One change of a cached resource, decoded once and shared by every watcher.
 #[derive(Debug)]
 pub struct CacheEvent {
@@ -65,10 +110,10 @@ pub struct CacheEvent {
     pub key: String,
     pub revision: Revision,
     /// The object after the change; `None` for `Deleted`.
-    pub current: Option<Arc<Value>>,
+    pub current: Option<Arc<CachedObject>>,
     /// The object before the change (so selectors see objects leave); for `Deleted` it carries the deletion's
     /// resourceVersion, as upstream's DELETED events do.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<CachedObject>>,
 }
 
 /// Where a cache watch starts.
@@ -142,7 +187,7 @@ pub struct Cacher {
 }
 
 struct Inner {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<CachedObject>>,
     window: VecDeque<Arc<CacheEvent>>,
     /// The revision of the latest change applied (or of the initial list).
     revision: Revision,
@@ -171,9 +216,9 @@ impl Slot {
 
 /// Keys under `prefix` in a sorted map.
 fn under<'a>(
-    objects: &'a BTreeMap<String, Arc<Value>>,
+    objects: &'a BTreeMap<String, Arc<CachedObject>>,
     prefix: &'a str,
-) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+) -> impl Iterator<Item = &'a Arc<CachedObject>> + 'a {
     objects
         .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
         .take_while(move |(k, _)| k.starts_with(prefix))
@@ -238,7 +283,7 @@ impl Cacher {
 
     /// The cached objects under `prefix` (in key order) and the revision they are current at; `None` while not
     /// ready.
-    pub fn list(&self, prefix: &str) -> Option<(Vec<Arc<Value>>, Revision)> {
+    pub fn list(&self, prefix: &str) -> Option<(Vec<Arc<CachedObject>>, Revision)> {
         let inner = self.lock();
         if !inner.ready {
             return None;
@@ -247,7 +292,7 @@ impl Cacher {
     }
 
     /// The cached object at `key` (`Some(None)` when absent); `None` while not ready.
-    pub fn get(&self, key: &str) -> Option<(Option<Arc<Value>>, Revision)> {
+    pub fn get(&self, key: &str) -> Option<(Option<Arc<CachedObject>>, Revision)> {
         let inner = self.lock();
         if !inner.ready {
             return None;
@@ -267,7 +312,7 @@ impl Cacher {
         let covers = |k: &str| if prefix { k.starts_with(key) } else { k == key };
         let (initial, replay, after) = match start {
             Start::Snapshot => {
-                let initial: Vec<Arc<Value>> = if prefix {
+                let initial: Vec<Arc<CachedObject>> = if prefix {
                     under(&inner.objects, key).cloned().collect()
                 } else {
                     inner.objects.get(key).cloned().into_iter().collect()
@@ -356,10 +401,10 @@ impl Cacher {
                     continue;
                 }
             };
-            let objects: BTreeMap<String, Arc<Value>> = page
+            let objects: BTreeMap<String, Arc<CachedObject>> = page
                 .items
                 .iter()
-                .filter_map(|kv| decode(kv).map(|v| (kv.key.clone(), Arc::new(v))))
+                .filter_map(|kv| decode(kv).map(|v| (kv.key.clone(), Arc::new(CachedObject::new(v)))))
                 .collect();
             let count = objects.len();
             {
@@ -412,12 +457,16 @@ impl Cacher {
     }
 
     fn apply(&self, ev: store::WatchEvent) {
-        let current = ev.current.as_ref().and_then(decode).map(Arc::new);
+        let current = ev
+            .current
+            .as_ref()
+            .and_then(decode)
+            .map(|v| Arc::new(CachedObject::new(v)));
         let prev = ev.prev.as_ref().and_then(decode).map(|mut v| {
             if ev.kind == EventKind::Deleted {
                 crate::rest::set_rv(&mut v, ev.revision);
             }
-            Arc::new(v)
+            Arc::new(CachedObject::new(v))
         });
         let event = Arc::new(CacheEvent {
             kind: ev.kind,
@@ -461,7 +510,7 @@ impl Cacher {
 /// One watcher of a [`Cacher`]; deregisters when dropped.
 pub struct CacheWatch {
     /// The snapshot of a [`Start::Snapshot`] watch, in key order.
-    pub initial: Vec<Arc<Value>>,
+    pub initial: Vec<Arc<CachedObject>>,
     /// The revision the watch continues after: the snapshot's or the requested one.
     pub revision: Revision,
     rx: mpsc::Receiver<Arc<CacheEvent>>,
@@ -606,7 +655,10 @@ mod tests {
         put(f.store.as_ref(), "a", "one").await;
         let c = ready(&f).await;
         let mut w = c.watch(CMS, true, Start::Snapshot).unwrap();
-        assert_eq!(w.initial.iter().map(|o| name(o)).collect::<Vec<_>>(), ["one"]);
+        assert_eq!(
+            w.initial.iter().map(|o| name(&o.value)).collect::<Vec<_>>(),
+            ["one"]
+        );
         let r1 = put(f.store.as_ref(), "a", "two").await;
         let r2 = put(f.store.as_ref(), "a", "one").await;
         let deleted = f.store.delete(&format!("{CMS}a/two"), None).await.unwrap();
@@ -628,7 +680,10 @@ mod tests {
         );
         // The cached state follows, and the deleted object carries the deletion's resourceVersion.
         let (objects, rev) = c.list(CMS).unwrap();
-        assert_eq!(objects.iter().map(|o| name(o)).collect::<Vec<_>>(), ["one"]);
+        assert_eq!(
+            objects.iter().map(|o| name(&o.value)).collect::<Vec<_>>(),
+            ["one"]
+        );
         assert_eq!(rev, deleted.revision);
     }
 

@@ -301,7 +301,7 @@ pub async fn get_as_of(state: &AppState, t: &Target, q: &Query) -> Result<Reply,
         && let Some((found, _)) = cacher.get(&t.key()?)
     {
         return match found {
-            Some(obj) => Ok(Reply::ok(Value::clone(&obj))),
+            Some(obj) => Ok(Reply::ok(obj.value.clone())),
             None => Err(ApiError::not_found(&t.resource(), t.name())),
         };
     }
@@ -570,13 +570,7 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
                 resource: t.resource(),
                 action: "list".into(),
             })?;
-    let limit: usize = match q.get("limit").map(String::as_str) {
-        None | Some("") => 0,
-        Some(l) => l
-            .parse::<i64>()
-            .map(|l| l.max(0) as usize)
-            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
-    };
+    let limit = parse_limit(q)?;
     let (mut start_key, mut revision) = (None, None);
     if let Some(c) = q.get("continue").filter(|c| !c.is_empty()) {
         let (k, r) = decode_continue(&prefix, c)?;
@@ -666,14 +660,13 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
 /// A list served from the watch cache when the request allows, as upstream: `resourceVersion=0` (any freshness;
 /// `limit` is ignored, the whole list fits in one answer), or `resourceVersion=N` without a limit when the cache
 /// is at N or later. `None` sends the request to the store.
-async fn list_from_cache(
+async fn cached_objects(
     state: &AppState,
     t: &Target,
     q: &Query,
     limit: usize,
     prefix: &str,
-    filter: &Filter,
-) -> Option<(Vec<Value>, i64)> {
+) -> Option<(Vec<std::sync::Arc<crate::cache::CachedObject>>, i64)> {
     if q.get("continue").is_some_and(|c| !c.is_empty()) {
         return None;
     }
@@ -689,15 +682,73 @@ async fn list_from_cache(
     let all = t.info.storage_list_prefix(None)?;
     let cacher = state.watch_cache.ready(&all).await?;
     let (objects, rev) = cacher.list(prefix)?;
-    if rev < not_older_than {
-        return None;
-    }
+    (rev >= not_older_than).then_some((objects, rev))
+}
+
+async fn list_from_cache(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    limit: usize,
+    prefix: &str,
+    filter: &Filter,
+) -> Option<(Vec<Value>, i64)> {
+    let (objects, rev) = cached_objects(state, t, q, limit, prefix).await?;
     let items = objects
         .iter()
-        .filter(|o| filter.matches(o))
-        .map(|o| Value::clone(o))
+        .filter(|o| filter.matches(&o.value))
+        .map(|o| o.value.clone())
         .collect();
     Some((items, rev))
+}
+
+/// A plain JSON list from the watch cache, assembled from each object's memoized serialization instead of
+/// copying and serializing every object on every request (a 10,000-pod list is megabytes). `None` when the
+/// request is not for the cache or wants a Table or a custom resource (whose apiVersion depends on the URL).
+pub async fn list_cached_json(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    output: Output,
+) -> Result<Option<Bytes>, ApiError> {
+    if !matches!(output, Output::Json) || t.info.custom.is_some() {
+        return Ok(None);
+    }
+    let filter = Filter::from_query(&t.info, q)?;
+    let limit = parse_limit(q)?;
+    let Some(prefix) = t.info.storage_list_prefix(t.namespace.as_deref()) else {
+        return Ok(None);
+    };
+    let Some((objects, rev)) = cached_objects(state, t, q, limit, &prefix).await else {
+        return Ok(None);
+    };
+    let head = json!({"kind": t.info.list_kind(), "apiVersion": t.info.api_version(),
+        "metadata": {"resourceVersion": rev.to_string()}})
+    .to_string();
+    let mut out = Vec::with_capacity(objects.len() * 1024 + head.len() + 16);
+    // `{...,"metadata":{...}}` becomes `{...,"metadata":{...},"items":[...]}`.
+    out.extend_from_slice(head.trim_end_matches('}').as_bytes());
+    out.extend_from_slice(b"},\"items\":[");
+    let mut first = true;
+    for o in objects.iter().filter(|o| filter.matches(&o.value)) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(o.list_item_json());
+    }
+    out.extend_from_slice(b"]}");
+    Ok(Some(Bytes::from(out)))
+}
+
+fn parse_limit(q: &Query) -> Result<usize, ApiError> {
+    match q.get("limit").map(String::as_str) {
+        None | Some("") => Ok(0),
+        Some(l) => l
+            .parse::<i64>()
+            .map(|l| l.max(0) as usize)
+            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}"))),
+    }
 }
 
 /// The list body (or Table) around `items`.

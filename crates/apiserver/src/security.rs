@@ -48,7 +48,7 @@ impl ObjectReader for StoreReader {
         if let (Some(cache), Some(prefix)) = (&self.cache, info.storage_list_prefix(None))
             && let Some((Some(obj), _)) = cache.cacher(&prefix, None).get(&key)
         {
-            return Ok(Some(Value::clone(&obj)));
+            return Ok(Some(obj.value.clone()));
         }
         // A miss may be an object the cache has not seen yet: the store decides.
         match self.store.get(&key).await {
@@ -66,7 +66,7 @@ impl ObjectReader for StoreReader {
         if let (Some(cache), Some(all)) = (&self.cache, info.storage_list_prefix(None))
             && let Some((objects, _)) = cache.cacher(&all, None).list(&prefix)
         {
-            return Ok(objects.into_iter().map(Arc::unwrap_or_clone).collect());
+            return Ok(objects.iter().map(|o| o.value.clone()).collect());
         }
         let page = self
             .store

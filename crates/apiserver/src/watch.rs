@@ -53,8 +53,8 @@ fn error_event(err: &ApiError) -> Bytes {
 /// What a watcher with `filter` is told about `ev`, upstream's way: entering the selection is `ADDED`, leaving it
 /// `DELETED`.
 pub fn transition<'a>(ev: &'a CacheEvent, filter: &Filter) -> Option<(&'static str, &'a Value)> {
-    let cur = ev.current.as_deref();
-    let prev = ev.prev.as_deref();
+    let cur = ev.current.as_deref().map(|o| &o.value);
+    let prev = ev.prev.as_deref().map(|o| &o.value);
     let cur_match = cur.is_some_and(|o| filter.matches(o));
     let prev_match = prev.is_some_and(|o| filter.matches(o));
     match ev.kind {
@@ -163,7 +163,7 @@ pub async fn watch(state: &AppState, t: &Target, q: &Query, output: Output) -> R
         Some(objects) => objects,
         None => std::mem::take(&mut w.initial)
             .into_iter()
-            .map(Arc::unwrap_or_clone)
+            .map(|o| Arc::try_unwrap(o).map_or_else(|o| o.value.clone(), |o| o.value))
             .collect(),
     }
     .into_iter()
