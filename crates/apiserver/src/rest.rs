@@ -188,7 +188,15 @@ async fn check_namespace_open(state: &AppState, t: &Target) -> Result<(), ApiErr
         return Ok(());
     };
     let nsr = GroupResource::new("", "namespaces");
-    match state.store.get(&format!("/registry/namespaces/{ns}")).await {
+    let key = format!("/registry/namespaces/{ns}");
+    // As upstream's NamespaceLifecycle reads its informer: an active namespace in the watch cache admits (a
+    // linearizable etcd read per create would wait behind the writes in flight); a refusal is confirmed live.
+    if let Some((Some(cached), _)) = state.watch_cache.cacher("/registry/namespaces/", None).get(&key)
+        && cached.value.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
+    {
+        return Ok(());
+    }
+    match state.store.get(&key).await {
         Ok(kv) => {
             let obj = decode(&kv)?;
             if obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {

@@ -134,6 +134,11 @@ pub async fn serve(
                 }
             },
         };
+        // As Go's net package does for every TCP connection: without it a response written in more than one
+        // segment waits for the client's delayed ACK (tens of milliseconds per request).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
