@@ -13,7 +13,8 @@
 //! - [`rest`]: the REST verbs over the store (create/get/list/update/patch/delete/deletecollection, `status`,
 //!   `scale`, `binding`), continue tokens, finalizers, `dryRun=All` on every write, `managedFields` and
 //!   server-side apply (through [`api::managed`]); [`logs`]: `pods/log` proxied to the node's kubelet;
-//!   [`watch`]: watch streams; [`strategy`]: per-kind defaulting
+//!   [`watch`]: watch streams, served by [`cache`] (the watch cache: one store watch per resource, lists and
+//!   gets at `resourceVersion=0`, RBAC's reads); [`strategy`]: per-kind defaulting
 //!   and validation; [`reviews`]: access and token reviews.
 //! - [`discovery`] (`/api`, `/apis`, aggregated discovery, `/version`), [`health`] (`/healthz`, `/livez`,
 //!   `/readyz`), [`negotiate`] (Accept / Content-Type), [`protobuf`] (protobuf request bodies decoded against
@@ -31,7 +32,7 @@
 //! - Not yet: protobuf responses (clients that list protobuf also accept JSON and get it), duplicate-field
 //!   detection in `fieldValidation`.
 //!
-//! No cluster state lives in the process: everything is read from the store, so several API servers on one
+//! No cluster state lives only in the process: the watch cache follows the store, so several API servers on one
 //! etcd serve one cluster.
 
 // `ApiError` is the one error every handler returns and it is rendered once per request; boxing it on every
@@ -40,6 +41,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod crd;
 pub mod discovery;

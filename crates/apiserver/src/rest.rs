@@ -248,7 +248,15 @@ async fn check_namespace_open(state: &AppState, t: &Target) -> Result<(), ApiErr
         return Ok(());
     };
     let nsr = GroupResource::new("", "namespaces");
-    match state.store.get(&format!("/registry/namespaces/{ns}")).await {
+    let key = format!("/registry/namespaces/{ns}");
+    // As upstream's NamespaceLifecycle reads its informer: an active namespace in the watch cache admits (a
+    // linearizable etcd read per create would wait behind the writes in flight); a refusal is confirmed live.
+    if let Some((Some(cached), _)) = state.watch_cache.cacher("/registry/namespaces/", None).get(&key)
+        && cached.value.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
+    {
+        return Ok(());
+    }
+    match state.store.get(&key).await {
         Ok(kv) => {
             let obj = decode(&kv)?;
             if obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
@@ -350,6 +358,22 @@ async fn admit(
         .admission
         .admit(&req, obj, state.security.reader.as_ref())
         .await
+}
+
+/// `GET` of one object with the request's `resourceVersion`: `0` (any) is served from the watch cache, as
+/// upstream; anything else reads the store.
+pub async fn get_as_of(state: &AppState, t: &Target, q: &Query) -> Result<Reply, ApiError> {
+    if q.get("resourceVersion").map(String::as_str) == Some("0")
+        && let Some(all) = t.info.storage_list_prefix(None)
+        && let Some(cacher) = state.watch_cache.ready(&all).await
+        && let Some((found, _)) = cacher.get(&t.key()?)
+    {
+        return match found {
+            Some(obj) => Ok(Reply::ok(obj.value.clone())),
+            None => Err(ApiError::not_found(&t.resource(), t.name())),
+        };
+    }
+    get(state, t).await
 }
 
 pub async fn get(state: &AppState, t: &Target) -> Result<Reply, ApiError> {
@@ -639,13 +663,7 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
                 resource: t.resource(),
                 action: "list".into(),
             })?;
-    let limit: usize = match q.get("limit").map(String::as_str) {
-        None | Some("") => 0,
-        Some(l) => l
-            .parse::<i64>()
-            .map(|l| l.max(0) as usize)
-            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
-    };
+    let limit = parse_limit(q)?;
     let (mut start_key, mut revision) = (None, None);
     if let Some(c) = q.get("continue").filter(|c| !c.is_empty()) {
         let (k, r) = decode_continue(&prefix, c)?;
@@ -658,6 +676,17 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
             .filter(|r| *r > 0)
             .ok_or_else(|| ApiError::bad_request("resourceVersionMatch: Exact requires a resourceVersion"))?;
         revision = Some(rv);
+    }
+    if let Some(items) = list_from_cache(state, t, q, limit, &prefix, &filter).await {
+        let (items, rev) = items;
+        return list_reply(
+            state,
+            info,
+            items,
+            json!({"resourceVersion": rev.to_string()}),
+            q,
+            output,
+        );
     }
     let continuing = start_key.is_some();
     let mut items = Vec::new();
@@ -718,6 +747,112 @@ pub async fn list(state: &AppState, t: &Target, q: &Query, output: Output) -> Re
             meta["remainingItemCount"] = json!(remaining);
         }
     }
+    list_reply(state, info, items, meta, q, output)
+}
+
+/// A list served from the watch cache when the request allows, as upstream: `resourceVersion=0` (any freshness;
+/// `limit` is ignored, the whole list fits in one answer), or `resourceVersion=N` without a limit when the cache
+/// is at N or later. `None` sends the request to the store.
+async fn cached_objects(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    limit: usize,
+    prefix: &str,
+) -> Option<(Vec<std::sync::Arc<crate::cache::CachedObject>>, i64)> {
+    if q.get("continue").is_some_and(|c| !c.is_empty()) {
+        return None;
+    }
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
+    if !matches!(rv_match, "" | "NotOlderThan") {
+        return None;
+    }
+    let not_older_than = match q.get("resourceVersion").map(String::as_str) {
+        Some("0") => 0,
+        Some(n) if limit == 0 => n.parse::<i64>().ok().filter(|n| *n > 0)?,
+        _ => return None,
+    };
+    let all = t.info.storage_list_prefix(None)?;
+    let cacher = state.watch_cache.ready(&all).await?;
+    let (objects, rev) = cacher.list(prefix)?;
+    (rev >= not_older_than).then_some((objects, rev))
+}
+
+async fn list_from_cache(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    limit: usize,
+    prefix: &str,
+    filter: &Filter,
+) -> Option<(Vec<Value>, i64)> {
+    let (objects, rev) = cached_objects(state, t, q, limit, prefix).await?;
+    let items = objects
+        .iter()
+        .filter(|o| filter.matches(&o.value))
+        .map(|o| o.value.clone())
+        .collect();
+    Some((items, rev))
+}
+
+/// A plain JSON list from the watch cache, assembled from each object's memoized serialization instead of
+/// copying and serializing every object on every request (a 10,000-pod list is megabytes). `None` when the
+/// request is not for the cache or wants a Table or a custom resource (whose apiVersion depends on the URL).
+pub async fn list_cached_json(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    output: Output,
+) -> Result<Option<Bytes>, ApiError> {
+    if !matches!(output, Output::Json) || t.info.custom.is_some() {
+        return Ok(None);
+    }
+    let filter = Filter::from_query(&t.info, q)?;
+    let limit = parse_limit(q)?;
+    let Some(prefix) = t.info.storage_list_prefix(t.namespace.as_deref()) else {
+        return Ok(None);
+    };
+    let Some((objects, rev)) = cached_objects(state, t, q, limit, &prefix).await else {
+        return Ok(None);
+    };
+    let head = json!({"kind": t.info.list_kind(), "apiVersion": t.info.api_version(),
+        "metadata": {"resourceVersion": rev.to_string()}})
+    .to_string();
+    let mut out = Vec::with_capacity(objects.len() * 1024 + head.len() + 16);
+    // `{...,"metadata":{...}}` becomes `{...,"metadata":{...},"items":[...]}`.
+    out.extend_from_slice(head.trim_end_matches('}').as_bytes());
+    out.extend_from_slice(b"},\"items\":[");
+    let mut first = true;
+    for o in objects.iter().filter(|o| filter.matches(&o.value)) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(o.list_item_json());
+    }
+    out.extend_from_slice(b"]}");
+    Ok(Some(Bytes::from(out)))
+}
+
+fn parse_limit(q: &Query) -> Result<usize, ApiError> {
+    match q.get("limit").map(String::as_str) {
+        None | Some("") => Ok(0),
+        Some(l) => l
+            .parse::<i64>()
+            .map(|l| l.max(0) as usize)
+            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}"))),
+    }
+}
+
+/// The list body (or Table) around `items`.
+fn list_reply(
+    state: &AppState,
+    info: &ResourceInfo,
+    mut items: Vec<Value>,
+    meta: Value,
+    q: &Query,
+    output: Output,
+) -> Result<Reply, ApiError> {
     match output {
         Output::Table { beta } => Ok(Reply::ok(table(state, info, &items, meta, q, beta)?)),
         Output::Json => {

@@ -421,10 +421,18 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
 
     let reply = match (verb, sub) {
         ("watch", None) => return watch::watch(state, &target, &query, output).await,
-        ("get", None) => rest::get(state, &target).await?,
+        ("get", None) => rest::get_as_of(state, &target, &query).await?,
         ("get", Some("status")) => rest::get(state, &target).await?,
         ("get", Some("log")) => return crate::logs::pod_log(state, &target, &query).await,
-        ("list", None) => rest::list(state, &target, &query, output).await?,
+        ("list", None) => {
+            if let Some(body) = rest::list_cached_json(state, &target, &query, output).await? {
+                let mut resp = Response::new(Body::from(body));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return Ok(resp);
+            }
+            rest::list(state, &target, &query, output).await?
+        }
         ("create", None) => rest::create(state, &target, &query, parsed.unwrap_or(Value::Null)).await?,
         ("create", Some("binding")) => {
             let ns = namespace.clone().unwrap_or_default();

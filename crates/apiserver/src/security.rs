@@ -13,10 +13,13 @@ use crate::auth::{self, Authenticator, Authorizer, ObjectReader};
 use crate::config::ServerConfig;
 use crate::error::{ServeError, store_error};
 
-/// Reads objects straight from the store, so every API server decides from the same data.
+/// Reads objects for authentication, authorization and admission: from the watch cache when it is ready, as
+/// upstream's informers do (RBAC would otherwise list every binding from the store on every request), and from
+/// the store for what the cache does not have (yet).
 pub struct StoreReader {
     pub store: Arc<dyn Store>,
     pub registry: Arc<api::Registry>,
+    pub cache: Option<Arc<crate::cache::WatchCache>>,
 }
 
 impl StoreReader {
@@ -42,6 +45,12 @@ impl ObjectReader for StoreReader {
         let key = info
             .storage_key(namespace, name)
             .ok_or_else(|| ApiError::internal("not stored"))?;
+        if let (Some(cache), Some(prefix)) = (&self.cache, info.storage_list_prefix(None))
+            && let Some((Some(obj), _)) = cache.cacher(&prefix, None).get(&key)
+        {
+            return Ok(Some(obj.value.clone()));
+        }
+        // A miss may be an object the cache has not seen yet: the store decides.
         match self.store.get(&key).await {
             Ok(kv) => crate::rest::decode(&kv).map(Some),
             Err(store::Error::NotFound { .. }) => Ok(None),
@@ -54,6 +63,11 @@ impl ObjectReader for StoreReader {
         let prefix = info
             .storage_list_prefix(namespace)
             .ok_or_else(|| ApiError::internal("not stored"))?;
+        if let (Some(cache), Some(all)) = (&self.cache, info.storage_list_prefix(None))
+            && let Some((objects, _)) = cache.cacher(&all, None).list(&prefix)
+        {
+            return Ok(objects.iter().map(|o| o.value.clone()).collect());
+        }
         let page = self
             .store
             .list(&prefix, store::ListOptions::default())

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::cache::{CacheConfig, WatchCache};
 use crate::config::{ServerConfig, StorageConfig};
 use crate::error::ServeError;
 use crate::ipalloc::ServiceIpRange;
@@ -69,15 +70,31 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service_ips = ServiceIpRange::parse(&config.service_cluster_ip_range).map_err(ServeError::Config)?;
     let registries = Arc::new(crate::crd::Registries::default());
+    // Every store call is timed, the watch cache's included.
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let store = crate::metrics::InstrumentedStore::wrap(store, metrics.clone());
+    let watch_cache = Arc::new(WatchCache::new(
+        store.clone(),
+        CacheConfig::default(),
+        shutdown.child_token(),
+    ));
+    // Built-in resources are cached from the start, as upstream, so that the revisions clients get from lists
+    // are inside the caches' windows when they watch; custom resources start on first use.
+    for info in registries.current().iter() {
+        if let Some(prefix) = info.storage_list_prefix(None) {
+            watch_cache.cacher(&prefix, None);
+        }
+    }
     let reader = Arc::new(StoreReader {
         store: store.clone(),
         registry: registries.current(),
+        cache: Some(watch_cache.clone()),
     });
     let security = Security::from_config(&config, reader)?;
-    let metrics = Arc::new(crate::metrics::Metrics::default());
     let state = AppState {
-        store: crate::metrics::InstrumentedStore::wrap(store, metrics.clone()),
+        store,
         metrics,
+        watch_cache,
         registries,
         security: Arc::new(security),
         admission: Arc::new(crate::admission::default_chain(
@@ -121,6 +138,11 @@ pub async fn serve(
                 }
             },
         };
+        // As Go's net package does for every TCP connection: without it a response written in more than one
+        // segment waits for the client's delayed ACK (tens of milliseconds per request).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();

@@ -16,6 +16,8 @@ use crate::security::Security;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Watches, and reads that accept any freshness, served from memory; see [`crate::cache`].
+    pub watch_cache: Arc<crate::cache::WatchCache>,
     /// The served kinds: built-in plus CRDs; see [`crate::crd`].
     pub registries: Arc<crate::crd::Registries>,
     pub config: Arc<ServerConfig>,
