@@ -527,8 +527,16 @@ fn a_bootstrapped_kubelet_rotates_its_client_certificate_before_expiry_and_keeps
     assert!(first_file.exists(), "the previous certificate stays on disk");
     let mode = std::fs::metadata(&second_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let kubeconfig = pki::Kubeconfig::read(&node.root.path().join("etc/kubernetes/kubelet.conf")).unwrap();
-    assert_eq!(kubeconfig.client_certificate().unwrap().pem(), second);
+    // The kubeconfig follows (written just after the link), so a restarted kubelet starts from the new one.
+    let kubeconfig = node.root.path().join("etc/kubernetes/kubelet.conf");
+    eventually(
+        Duration::from_secs(10),
+        "the kubeconfig to carry the new certificate",
+        || {
+            let file = pki::Kubeconfig::read(&kubeconfig).ok()?;
+            (file.client_certificate().ok()?.pem() == second).then_some(())
+        },
+    );
 
     // The renewal went through a CSR of the node itself, approved as a self-renewal.
     let csrs = kubectl.items(&["get", "csr", "-o", "json"]);
