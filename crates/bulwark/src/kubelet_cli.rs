@@ -346,9 +346,9 @@ async fn start_api(
 ) -> anyhow::Result<()> {
     let pki_dir = config.root_dir.join("pki");
     if let (Some(kubeconfig), Some(bootstrap)) = (&kubeconfig, &bootstrap)
-        && !kubeconfig.exists()
+        && !kubelet::bootstrap::kubeconfig_still_valid(kubeconfig, std::time::SystemTime::now())
     {
-        tracing::info!(bootstrap = %bootstrap.display(), "no kubeconfig yet: TLS bootstrap");
+        tracing::info!(bootstrap = %bootstrap.display(), "no kubeconfig, or its certificate expired: TLS bootstrap");
         kubelet::bootstrap::bootstrap(bootstrap, kubeconfig, &pki_dir, &settings.node.name, &shutdown)
             .await?;
     }

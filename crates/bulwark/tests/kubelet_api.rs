@@ -457,7 +457,8 @@ fn parse_time(value: &serde_json::Value) -> Option<std::time::SystemTime> {
 }
 
 #[test]
-fn a_bootstrapped_kubelet_rotates_its_client_certificate_before_expiry_and_keeps_working_past_the_first() {
+fn a_bootstrapped_kubelet_rotates_its_client_certificate_before_expiry_keeps_working_past_the_first_and_bootstraps_again_when_all_expired()
+ {
     use std::os::unix::fs::PermissionsExt;
     let cluster = Cluster::start();
     let kubectl = cluster.kubectl();
@@ -572,6 +573,27 @@ fn a_bootstrapped_kubelet_rotates_its_client_certificate_before_expiry_and_keeps
             let heartbeat = parse_time(&ready["lastHeartbeatTime"])?;
             let after = first_expiry + Duration::from_secs(2);
             (ready["status"] == "True" && renewed > after && heartbeat > after).then_some(())
+        },
+    );
+    // A kubelet that was down for longer than its certificate lives bootstraps again with the token on restart.
+    let mut node = node;
+    node.stop_kubelet();
+    let (last, last_expiry, _) = current_client_cert(&node).unwrap();
+    eventually(Duration::from_secs(40), "the last certificate to expire", || {
+        (std::time::SystemTime::now() > last_expiry).then_some(())
+    });
+    node.start_kubelet().unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "a new certificate and a renewed lease after the restart",
+        || {
+            let (pem, ..) = current_client_cert(&node).filter(|(pem, ..)| *pem != last)?;
+            let lease = json(
+                &kubectl,
+                &["get", "lease", "-n", "kube-node-lease", node.name(), "-o", "json"],
+            )?;
+            let renewed = parse_time(&lease["spec"]["renewTime"])?;
+            (renewed > last_expiry && !pem.is_empty()).then_some(())
         },
     );
     assert!(

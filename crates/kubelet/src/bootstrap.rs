@@ -193,6 +193,19 @@ pub fn store_certificate(
     Ok(link)
 }
 
+/// Whether the kubeconfig exists with a client certificate that is still valid (upstream's
+/// `isClientConfigStillValid`): a node that was off for longer than its certificate lives bootstraps again instead of
+/// knocking with an expired certificate forever. A kubeconfig without an embedded certificate counts as valid.
+pub fn kubeconfig_still_valid(path: &Path, now: std::time::SystemTime) -> bool {
+    let Ok(file) = pki::Kubeconfig::read(path) else {
+        return false;
+    };
+    match file.client_certificate().and_then(|c| c.info()) {
+        Ok(info) => info.not_before <= now && now < info.not_after,
+        Err(_) => true,
+    }
+}
+
 /// Failures another try may not see: no answer (timeouts, connections), or the server's 429 and 5xx.
 fn retriable(error: &kube::Error) -> bool {
     match error {
@@ -256,4 +269,37 @@ fn write_kubeconfig(
     pki::Kubeconfig::for_client_cert("default-cluster", server, ca, "default-auth", cert, key)?
         .write(path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn a_kubeconfig_whose_certificate_expired_calls_for_bootstrap_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let ca_key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let ca =
+            pki::CertificateAuthority::self_signed("kubernetes", ca_key, Duration::from_secs(86_400), now)
+                .unwrap();
+        let key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let spec = pki::CertSpec {
+            common_name: "system:node:n1".into(),
+            organizations: vec!["system:nodes".into()],
+            usages: vec![pki::Usage::ClientAuth],
+            validity: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let cert = ca.issue(&spec, &key, now).unwrap();
+        let path = dir.path().join("kubelet.conf");
+        assert!(
+            !kubeconfig_still_valid(&path, now),
+            "a missing kubeconfig is not valid"
+        );
+        write_kubeconfig(&path, "https://127.0.0.1:6443", ca.certificate(), &cert, &key).unwrap();
+        assert!(kubeconfig_still_valid(&path, now));
+        assert!(!kubeconfig_still_valid(&path, now + Duration::from_secs(7200)));
+    }
 }
