@@ -386,7 +386,10 @@ async fn start_api(
     };
     let client_config = kubelet::bootstrap::config_below_root(&kubeconfig, layout.rootfs()).await?;
     let certificate = if settings.rotate_certificates {
-        Some(current_certificate(&client_config, &kubeconfig, &pki_dir)?)
+        // A kubeconfig with a token has nothing to rotate; the kubelet still talks to the API with it.
+        current_certificate(&client_config, &kubeconfig, &pki_dir)
+            .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "no client certificate to rotate"))
+            .ok()
     } else {
         None
     };
