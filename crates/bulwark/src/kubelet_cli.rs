@@ -6,6 +6,9 @@
 //! bound to it and keeps mirror pods; static pods run from the start either way, so a control plane made of static
 //! pods comes up before the API it serves.
 //!
+//! With `rotateCertificates: true` (kubeadm's default) or `--rotate-certificates` the client certificate is renewed
+//! before it expires (`kubelet::rotation`) and every client follows it without a restart.
+//!
 //! The API client talks through the client-side load balancer of `kubelet::apilb` unless
 //! `--client-load-balancer=false`.
 
@@ -74,6 +77,10 @@ struct Kubelet {
     /// A file with the certificate authorities that sign clients of the kubelet's server
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    /// Auto rotate the kubelet client certificates by requesting new certificates from the kube-apiserver when the
+    /// certificate expiration approaches
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rotate_certificates: Option<bool>,
     /// Talk to the API servers through a client-side load balancer over every server the `kubernetes` Endpoints
     /// list, so the node survives the loss of the one its kubeconfig names (bulwark; upstream has no such flag)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -138,6 +145,7 @@ struct Settings {
     sync_period: Duration,
     pod_cidr: Option<kubelet::ipam::PodCidr>,
     client_load_balancer: bool,
+    rotate_certificates: bool,
 }
 
 fn settle(cli: &Kubelet, layout: &kubeadm::Layout) -> anyhow::Result<Settings> {
@@ -240,6 +248,10 @@ fn settle(cli: &Kubelet, layout: &kubeadm::Layout) -> anyhow::Result<Settings> {
             .map(|c| kubelet::ipam::PodCidr::parse(&c))
             .transpose()?,
         client_load_balancer: cli.client_load_balancer,
+        rotate_certificates: cli
+            .rotate_certificates
+            .or(file.rotate_certificates)
+            .unwrap_or(false),
     })
 }
 
@@ -334,9 +346,9 @@ async fn start_api(
 ) -> anyhow::Result<()> {
     let pki_dir = config.root_dir.join("pki");
     if let (Some(kubeconfig), Some(bootstrap)) = (&kubeconfig, &bootstrap)
-        && !kubeconfig.exists()
+        && !kubelet::bootstrap::kubeconfig_still_valid(kubeconfig, std::time::SystemTime::now())
     {
-        tracing::info!(bootstrap = %bootstrap.display(), "no kubeconfig yet: TLS bootstrap");
+        tracing::info!(bootstrap = %bootstrap.display(), "no kubeconfig, or its certificate expired: TLS bootstrap");
         kubelet::bootstrap::bootstrap(bootstrap, kubeconfig, &pki_dir, &settings.node.name, &shutdown)
             .await?;
     }
@@ -373,11 +385,35 @@ async fn start_api(
         return Ok(());
     };
     let client_config = kubelet::bootstrap::config_below_root(&kubeconfig, layout.rootfs()).await?;
-    let (client, balancer) = if settings.client_load_balancer {
-        client_through_balancer(client_config, &shutdown).await?
+    let certificate = if settings.rotate_certificates {
+        // A kubeconfig with a token has nothing to rotate; the kubelet still talks to the API with it.
+        current_certificate(&client_config, &kubeconfig, &pki_dir)
+            .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "no client certificate to rotate"))
+            .ok()
     } else {
-        (kube::Client::try_from(client_config)?, None)
+        None
     };
+    let build = |config: kube::Config| -> anyhow::Result<kube::Client> {
+        Ok(match &certificate {
+            Some(cert) => kubelet::rotation::client(&config, cert)?,
+            None => kube::Client::try_from(config)?,
+        })
+    };
+    let (client, balancer) = if settings.client_load_balancer {
+        client_through_balancer(client_config, build, &shutdown).await?
+    } else {
+        (build(client_config)?, None)
+    };
+    if let Some(certificate) = certificate {
+        let rotation = kubelet::rotation::Rotation {
+            node: settings.node.name.clone(),
+            pki_dir: pki_dir.clone(),
+            kubeconfig: Some(kubeconfig.clone()),
+            clock: Arc::new(kubelet::SystemClock),
+            jitter: Arc::new(kubelet::rotation::random_jitter),
+        };
+        tokio::spawn(rotation.run(client.clone(), certificate, shutdown.clone()));
+    }
     if let Some(balancer) = balancer {
         tokio::spawn(balancer.follow_endpoints(
             client.clone(),
@@ -429,6 +465,7 @@ async fn start_api(
 /// if the balancer cannot start (the server's name does not resolve yet, say).
 async fn client_through_balancer(
     config: kube::Config,
+    build: impl Fn(kube::Config) -> anyhow::Result<kube::Client>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(kube::Client, Option<kubelet::apilb::ApiLoadBalancer>)> {
     let url = config.cluster_url.to_string();
@@ -438,13 +475,37 @@ async fn client_through_balancer(
     match routed {
         Ok((routed, balancer)) => {
             tracing::info!(server = %url, local = %balancer.local_addr(), "talking to the API servers through the client-side load balancer");
-            Ok((kube::Client::try_from(routed)?, Some(balancer)))
+            Ok((build(routed)?, Some(balancer)))
         }
         Err(e) => {
             tracing::warn!(server = %url, error = %e, "no client-side load balancer: talking to the configured API server only");
-            Ok((kube::Client::try_from(config)?, None))
+            Ok((build(config)?, None))
         }
     }
+}
+
+/// The client certificate rotation starts from: the newest one stored in `<root-dir>/pki` while it is valid (as
+/// upstream's certificate store), else the kubeconfig's.
+fn current_certificate(
+    config: &kube::Config,
+    kubeconfig: &std::path::Path,
+    pki_dir: &std::path::Path,
+) -> anyhow::Result<kubelet::rotation::ClientCertificate> {
+    let stored = pki_dir.join(kubelet::bootstrap::CLIENT_PEM);
+    if let Ok(cert) = kubelet::rotation::ClientCertificate::from_pem_file(&stored)
+        && cert
+            .certificate()
+            .info()
+            .is_ok_and(|i| i.not_after > std::time::SystemTime::now())
+    {
+        return Ok(cert);
+    }
+    let obtained = std::fs::metadata(kubeconfig)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    Ok(kubelet::rotation::ClientCertificate::from_config(
+        config, obtained,
+    )?)
 }
 
 /// `bulwark container-shim <state-dir>`: the per-container shim the kubelet starts.
@@ -455,5 +516,39 @@ pub fn shim(dir: PathBuf) -> ExitCode {
             eprintln!("container-shim: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(config: &str, flags: &[&str]) -> Settings {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("config.yaml"), config).unwrap();
+        let mut args = vec![
+            "kubelet".to_string(),
+            "--config=/config.yaml".into(),
+            "--hostname-override=n1".into(),
+            "--node-ip=127.0.0.1".into(),
+            format!("--rootfs={}", root.path().display()),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let cli = Kubelet::try_parse_from(args).unwrap();
+        settle(&cli, &kubeadm::Layout::new(&cli.rootfs)).unwrap()
+    }
+
+    const HEAD: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+
+    #[test]
+    fn certificate_rotation_follows_the_configuration_file_and_the_flag_wins() {
+        assert!(
+            !settings(HEAD, &[]).rotate_certificates,
+            "upstream's default is off"
+        );
+        let on = format!("{HEAD}rotateCertificates: true\n");
+        assert!(settings(&on, &[]).rotate_certificates);
+        assert!(!settings(&on, &["--rotate-certificates=false"]).rotate_certificates);
+        assert!(settings(HEAD, &["--rotate-certificates"]).rotate_certificates);
     }
 }

@@ -434,3 +434,178 @@ fn static_pods_get_mirror_pods_crash_loops_show_and_a_restarted_kubelet_adopts_i
         || pids(&bound_marker).is_empty().then_some(()),
     );
 }
+
+/// The certificate (and its notAfter) of a node's `kubelet-client-current.pem`, with the file the link names.
+fn current_client_cert(node: &KubeletNode) -> Option<(String, std::time::SystemTime, std::path::PathBuf)> {
+    let link = node
+        .root
+        .path()
+        .join("var/lib/kubelet/pki/kubelet-client-current.pem");
+    let target = link.parent()?.join(std::fs::read_link(&link).ok()?);
+    let text = std::fs::read_to_string(&target).ok()?;
+    let cert = pki::Certificate::from_pem(&text).ok()?;
+    let info = cert.info().ok()?;
+    assert_eq!(info.common_name, format!("system:node:{}", node.name()));
+    Some((cert.pem().to_string(), info.not_after, target))
+}
+
+fn parse_time(value: &serde_json::Value) -> Option<std::time::SystemTime> {
+    let text = value.as_str()?;
+    let at: time::OffsetDateTime =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(at.into())
+}
+
+#[test]
+fn a_bootstrapped_kubelet_rotates_its_client_certificate_before_expiry_keeps_working_past_the_first_and_bootstraps_again_when_all_expired()
+ {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::start();
+    let kubectl = cluster.kubectl();
+    // What `kubeadm init` sets up for joining nodes: the token's RBAC (CSR creation, auto-approval, and nodes
+    // renewing their own certificates) and the token itself.
+    let policy = serde_json::json!({"apiVersion": "v1", "kind": "List",
+        "items": apiserver::auth::policy::kubeadm_bootstrap_token_policy()});
+    kubectl
+        .ok_stdin(&["apply", "-f", "-"], &policy.to_string())
+        .unwrap();
+    kubectl
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "bootstrap-token-abcdef",
+            "-n",
+            "kube-system",
+            "--type=bootstrap.kubernetes.io/token",
+            "--from-literal=token-id=abcdef",
+            "--from-literal=token-secret=0123456789abcdef",
+            "--from-literal=usage-bootstrap-authentication=true",
+            "--from-literal=auth-extra-groups=system:bootstrappers:kubeadm:default-node-token",
+        ])
+        .unwrap();
+    // Certificates that live 30 s: rotation is due 21-27 s after each is issued.
+    let _kcm = testkit::components::controller_manager(
+        &cluster.0,
+        "kcm-rotation",
+        &["--cluster-signing-duration=30s"],
+    )
+    .unwrap();
+    let mut options = NodeOptions::named(&format!(
+        "rot-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    options.bootstrap_token = Some("abcdef.0123456789abcdef".into());
+    options.rotate_certificates = true;
+    let node = KubeletNode::start(&cluster.0.pki, cluster.0.server.port, options).unwrap();
+
+    let (first, first_expiry, first_file) =
+        eventually(Duration::from_secs(30), "the bootstrap certificate", || {
+            current_client_cert(&node)
+        });
+    eventually(Duration::from_secs(30), "the node to be Ready", || {
+        let line = text(
+            &kubectl
+                .run(&["get", "nodes", node.name(), "--no-headers"])
+                .ok()?
+                .stdout,
+        );
+        line.contains(" Ready ").then_some(())
+    });
+
+    // A new certificate, with a new key, comes before the first expires.
+    let (second, second_expiry, second_file) =
+        eventually(Duration::from_secs(40), "a rotated certificate", || {
+            current_client_cert(&node).filter(|(pem, ..)| *pem != first)
+        });
+    assert!(second_expiry > first_expiry);
+    assert_ne!(first_file, second_file, "each certificate has its own file");
+    assert!(first_file.exists(), "the previous certificate stays on disk");
+    let mode = std::fs::metadata(&second_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The kubeconfig follows (written just after the link), so a restarted kubelet starts from the new one.
+    let kubeconfig = node.root.path().join("etc/kubernetes/kubelet.conf");
+    eventually(
+        Duration::from_secs(10),
+        "the kubeconfig to carry the new certificate",
+        || {
+            let file = pki::Kubeconfig::read(&kubeconfig).ok()?;
+            (file.client_certificate().ok()?.pem() == second).then_some(())
+        },
+    );
+
+    // The renewal went through a CSR of the node itself, approved as a self-renewal.
+    let csrs = kubectl.items(&["get", "csr", "-o", "json"]);
+    let by_node: Vec<_> = csrs
+        .iter()
+        .filter(|c| c["spec"]["username"] == format!("system:node:{}", node.name()))
+        .collect();
+    assert!(!by_node.is_empty(), "no CSR made by the node: {csrs:?}");
+    assert!(
+        by_node
+            .iter()
+            .all(|c| c["status"]["conditions"].as_array().is_some_and(|cs| cs
+                .iter()
+                .any(|x| x["type"] == "Approved" && x["reason"] == "AutoApproved")))
+    );
+    // Asked for before the first certificate ended (the CSR's time, not when this test happened to look).
+    let asked = by_node
+        .iter()
+        .filter_map(|c| parse_time(&c["metadata"]["creationTimestamp"]))
+        .min()
+        .unwrap();
+    assert!(
+        asked < first_expiry,
+        "the renewal was asked for only after the first certificate expired"
+    );
+
+    // Past the first certificate's end the node still reports: the Lease renews and the Ready heartbeat moves on.
+    eventually(
+        Duration::from_secs(40),
+        "the lease and node status to be renewed after the first certificate expired",
+        || {
+            let lease = json(
+                &kubectl,
+                &["get", "lease", "-n", "kube-node-lease", node.name(), "-o", "json"],
+            )?;
+            let renewed = parse_time(&lease["spec"]["renewTime"])?;
+            let node_obj = json(&kubectl, &["get", "node", node.name(), "-o", "json"])?;
+            let ready = node_obj["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?
+                .clone();
+            let heartbeat = parse_time(&ready["lastHeartbeatTime"])?;
+            let after = first_expiry + Duration::from_secs(2);
+            (ready["status"] == "True" && renewed > after && heartbeat > after).then_some(())
+        },
+    );
+    // A kubelet that was down for longer than its certificate lives bootstraps again with the token on restart.
+    let mut node = node;
+    node.stop_kubelet();
+    let (last, last_expiry, _) = current_client_cert(&node).unwrap();
+    eventually(Duration::from_secs(40), "the last certificate to expire", || {
+        (std::time::SystemTime::now() > last_expiry).then_some(())
+    });
+    node.start_kubelet().unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "a new certificate and a renewed lease after the restart",
+        || {
+            let (pem, ..) = current_client_cert(&node).filter(|(pem, ..)| *pem != last)?;
+            let lease = json(
+                &kubectl,
+                &["get", "lease", "-n", "kube-node-lease", node.name(), "-o", "json"],
+            )?;
+            let renewed = parse_time(&lease["spec"]["renewTime"])?;
+            (renewed > last_expiry && !pem.is_empty()).then_some(())
+        },
+    );
+    assert!(
+        !node.log().contains("certificate has expired")
+            && !node.log().contains("client certificate rotation failed"),
+        "{}",
+        node.log()
+    );
+}

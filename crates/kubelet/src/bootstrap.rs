@@ -1,9 +1,11 @@
 //! TLS bootstrap, as upstream's kubelet does it with `--bootstrap-kubeconfig`: when the kubeconfig is missing,
 //! make a key, ask for a client certificate with a CertificateSigningRequest (`system:node:<name>` in
 //! `system:nodes`, signer `kubernetes.io/kube-apiserver-client-kubelet`), wait until it is approved and issued,
-//! then write `<root-dir>/pki/kubelet-client-current.pem` (certificate and key) and the kubeconfig.
+//! then write `<root-dir>/pki/kubelet-client-<timestamp>.pem` (certificate and key), the link
+//! `kubelet-client-current.pem` to it, and the kubeconfig.
 //!
-//! Entry point: [`bootstrap`].
+//! Entry points: [`bootstrap`]; [`request_certificate`] and [`store_certificate`], which rotation
+//! ([`crate::rotation`]) shares.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestSpec};
@@ -65,17 +67,31 @@ pub async fn bootstrap(
     }
 
     let key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256)?;
-    let request = pki::csr::create(&key, &format!("system:node:{node}"), Some("system:nodes"), &[])?;
-    let name = format!(
-        "node-csr-{}",
-        &hex::encode(Sha256::digest(key.public_key_der()))[..20]
-    );
     let mut config = client::config_from_kubeconfig(bootstrap_kubeconfig).await?;
     // A request that reaches an API server whose etcd stalls (a member joining, a busy disk) would otherwise hang for
     // kube's default read timeout of minutes; bootstrap gives up on it after seconds and asks again.
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(10));
     let csrs: Api<CertificateSigningRequest> = Api::all(kube::Client::try_from(config)?);
+    let cert = request_certificate(&csrs, &key, node, shutdown).await?;
+    let pem_path = store_certificate(pki_dir, &cert, &key, std::time::SystemTime::now())?;
+    tracing::info!(path = %pem_path.display(), "kubelet client certificate issued");
+    write_kubeconfig(kubeconfig, &server, &ca, &cert, &key)
+}
+
+/// Asks for a `system:node:<node>` client certificate for `key` through `csrs` (a client authenticated by the
+/// bootstrap token, or by the current certificate when rotating) and waits until it is approved and issued.
+pub async fn request_certificate(
+    csrs: &Api<CertificateSigningRequest>,
+    key: &pki::KeyPair,
+    node: &str,
+    shutdown: &CancellationToken,
+) -> Result<pki::Certificate, BootstrapError> {
+    let request = pki::csr::create(key, &format!("system:node:{node}"), Some("system:nodes"), &[])?;
+    let name = format!(
+        "node-csr-{}",
+        &hex::encode(Sha256::digest(key.public_key_der()))[..20]
+    );
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -111,7 +127,7 @@ pub async fn bootstrap(
         }
     }
     tracing::info!(csr = %name, "waiting for the client certificate to be approved and issued");
-    let cert = loop {
+    loop {
         let current = match csrs.get_opt(&name).await {
             Ok(current) => current,
             Err(e) if retriable(&e) => {
@@ -132,18 +148,62 @@ pub async fn bootstrap(
                 }
             }
             if let Some(issued) = status.certificate.filter(|c| !c.0.is_empty()) {
-                break pki::Certificate::from_pem(&String::from_utf8_lossy(&issued.0))?;
+                return Ok(pki::Certificate::from_pem(&String::from_utf8_lossy(&issued.0))?);
             }
         }
         pause(&name).await?;
+    }
+}
+
+/// Stores a certificate and its key as upstream's certificate store does: `kubelet-client-<timestamp>.pem` (0600)
+/// in `pki_dir`, and `kubelet-client-current.pem` a symbolic link to it, replaced atomically so that a reader never
+/// sees a missing or half-written file. Returns the path of the link.
+pub fn store_certificate(
+    pki_dir: &Path,
+    cert: &pki::Certificate,
+    key: &pki::KeyPair,
+    now: std::time::SystemTime,
+) -> Result<std::path::PathBuf, BootstrapError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BootstrapError::Io { path, source }
     };
-    std::fs::create_dir_all(pki_dir).map_err(|source| BootstrapError::Io {
-        path: pki_dir.to_path_buf(),
-        source,
-    })?;
-    pki::write_private(&pem_path, format!("{}{}", cert.pem(), key.to_pem()?).as_bytes())?;
-    tracing::info!(path = %pem_path.display(), "kubelet client certificate issued");
-    write_kubeconfig(kubeconfig, &server, &ca, &cert, &key)
+    std::fs::create_dir_all(pki_dir).map_err(io(pki_dir))?;
+    let stamp = time::OffsetDateTime::from(now)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]-[hour]-[minute]-[second]"
+        ))
+        .unwrap_or_else(|_| "0".into());
+    let mut file = format!("kubelet-client-{stamp}.pem");
+    // Two rotations within a second (a certificate refused right after issue) must not overwrite each other.
+    let mut n = 1;
+    while pki_dir.join(&file).exists() {
+        file = format!("kubelet-client-{stamp}.{n}.pem");
+        n += 1;
+    }
+    pki::write_private(
+        &pki_dir.join(&file),
+        format!("{}{}", cert.pem(), key.to_pem()?).as_bytes(),
+    )?;
+    let link = pki_dir.join(CLIENT_PEM);
+    let tmp = pki_dir.join(format!(".{CLIENT_PEM}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&file, &tmp).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &link).map_err(io(&link))?;
+    Ok(link)
+}
+
+/// Whether the kubeconfig exists with a client certificate that is still valid (upstream's
+/// `isClientConfigStillValid`): a node that was off for longer than its certificate lives bootstraps again instead of
+/// knocking with an expired certificate forever. A kubeconfig without an embedded certificate counts as valid.
+pub fn kubeconfig_still_valid(path: &Path, now: std::time::SystemTime) -> bool {
+    let Ok(file) = pki::Kubeconfig::read(path) else {
+        return false;
+    };
+    match file.client_certificate().and_then(|c| c.info()) {
+        Ok(info) => info.not_before <= now && now < info.not_after,
+        Err(_) => true,
+    }
 }
 
 /// Failures another try may not see: no answer (timeouts, connections), or the server's 429 and 5xx.
@@ -209,4 +269,37 @@ fn write_kubeconfig(
     pki::Kubeconfig::for_client_cert("default-cluster", server, ca, "default-auth", cert, key)?
         .write(path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn a_kubeconfig_whose_certificate_expired_calls_for_bootstrap_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let ca_key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let ca =
+            pki::CertificateAuthority::self_signed("kubernetes", ca_key, Duration::from_secs(86_400), now)
+                .unwrap();
+        let key = pki::KeyPair::generate(pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let spec = pki::CertSpec {
+            common_name: "system:node:n1".into(),
+            organizations: vec!["system:nodes".into()],
+            usages: vec![pki::Usage::ClientAuth],
+            validity: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let cert = ca.issue(&spec, &key, now).unwrap();
+        let path = dir.path().join("kubelet.conf");
+        assert!(
+            !kubeconfig_still_valid(&path, now),
+            "a missing kubeconfig is not valid"
+        );
+        write_kubeconfig(&path, "https://127.0.0.1:6443", ca.certificate(), &cert, &key).unwrap();
+        assert!(kubeconfig_still_valid(&path, now));
+        assert!(!kubeconfig_still_valid(&path, now + Duration::from_secs(7200)));
+    }
 }

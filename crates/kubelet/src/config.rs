@@ -46,6 +46,8 @@ pub struct KubeletConfiguration {
     #[serde(rename = "podCIDR")]
     pub pod_cidr: Option<String>,
     pub cgroup_driver: Option<String>,
+    /// Renew the client certificate before it expires (upstream's default is false; kubeadm writes true).
+    pub rotate_certificates: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -172,6 +174,7 @@ clusterDNS: [10.96.0.10]
 clusterDomain: cluster.local
 staticPodPath: /etc/kubernetes/manifests
 nodeStatusUpdateFrequency: 10s
+rotateCertificates: true
 evictionHard: {memory.available: 100Mi}
 "#,
         )
@@ -186,6 +189,7 @@ evictionHard: {memory.available: 100Mi}
         );
         assert_eq!(config.cluster_dns, ["10.96.0.10"]);
         assert_eq!(config.authentication.anonymous.enabled, Some(false));
+        assert_eq!(config.rotate_certificates, Some(true));
         assert!(KubeletConfiguration::parse("apiVersion: v1\nkind: Pod\n").is_err());
     }
 }

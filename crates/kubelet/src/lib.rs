@@ -14,6 +14,7 @@
 //! - [`probe`]: exec / httpGet / tcpSocket probe workers (readiness, liveness, startup).
 //! - [`node`]: Node registration, node status, the node Lease. [`api`]: the pod watch, pod status reports, mirror
 //!   pods, finishing graceful deletions. [`bootstrap`]: TLS bootstrap through a CertificateSigningRequest.
+//!   [`rotation`]: renewing the client certificate before it expires, and clients that follow it.
 //! - [`apilb`]: the client-side load balancer over the API servers that the kubelet's client talks through.
 //! - [`volumes`]: projected service-account volumes (bound token, CA, namespace) for API pods.
 //! - [`server`]: the HTTPS server on `--port` (`/healthz`, `/containerLogs/...`) and plain `/healthz` on
@@ -33,6 +34,7 @@ pub mod ipam;
 pub mod node;
 pub mod pod;
 pub mod probe;
+pub mod rotation;
 pub mod runtime;
 pub mod server;
 pub mod shim;

@@ -177,6 +177,11 @@ pub struct NodeOptions {
     pub labels: Option<String>,
     /// `--register-with-taints`.
     pub taints: Option<String>,
+    /// TLS bootstrap with this bootstrap token (`--bootstrap-kubeconfig`) instead of a client certificate made
+    /// for the node.
+    pub bootstrap_token: Option<String>,
+    /// `rotateCertificates: true` in the configuration file, as kubeadm writes it.
+    pub rotate_certificates: bool,
 }
 
 impl NodeOptions {
@@ -187,6 +192,8 @@ impl NodeOptions {
             pod_cidr: None,
             labels: None,
             taints: None,
+            bootstrap_token: None,
+            rotate_certificates: false,
         }
     }
 }
@@ -212,30 +219,46 @@ impl KubeletNode {
         std::fs::create_dir_all(etc.join("manifests"))?;
         std::fs::create_dir_all(etc.join("pki"))?;
         std::fs::create_dir_all(root.path().join("var/lib/kubelet"))?;
-        let (cert, key) = pki.client_pair(
-            root.path(),
-            "node-client",
-            &format!("system:node:{name}"),
-            "system:nodes",
-        )?;
-        pki::Kubeconfig::for_client_cert(
-            "kubernetes",
-            &format!("https://127.0.0.1:{api_port}"),
-            pki.ca()?.certificate(),
-            &format!("system:node:{name}"),
-            &cert,
-            &key,
-        )?
-        .write(&etc.join("kubelet.conf"))?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        match &options.bootstrap_token {
+            Some(token) => pki::Kubeconfig::for_token(
+                "kubernetes",
+                &server,
+                pki.ca()?.certificate(),
+                "tls-bootstrap-token-user",
+                token,
+            )
+            .write(&etc.join("bootstrap-kubelet.conf"))?,
+            None => {
+                let (cert, key) = pki.client_pair(
+                    root.path(),
+                    "node-client",
+                    &format!("system:node:{name}"),
+                    "system:nodes",
+                )?;
+                pki::Kubeconfig::for_client_cert(
+                    "kubernetes",
+                    &server,
+                    pki.ca()?.certificate(),
+                    &format!("system:node:{name}"),
+                    &cert,
+                    &key,
+                )?
+                .write(&etc.join("kubelet.conf"))?
+            }
+        }
         // The CA where kubeadm's configuration names it; short lease and status periods keep tests quick.
         std::fs::copy(pki.pki_dir().join("ca.crt"), etc.join("pki/ca.crt"))?;
-        std::fs::write(
-            root.path().join("var/lib/kubelet/config.yaml"),
+        let mut config = String::from(
             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
              authentication: {anonymous: {enabled: false}, x509: {clientCAFile: /etc/kubernetes/pki/ca.crt}}\n\
              authorization: {mode: Webhook}\ncgroupDriver: systemd\nstaticPodPath: /etc/kubernetes/manifests\n\
              nodeStatusUpdateFrequency: 1s\nnodeLeaseDurationSeconds: 4\n",
-        )?;
+        );
+        if options.rotate_certificates {
+            config.push_str("rotateCertificates: true\n");
+        }
+        std::fs::write(root.path().join("var/lib/kubelet/config.yaml"), config)?;
         let mut node = Self {
             kubelet: None,
             _containers: Containers(root.path().to_path_buf()),
@@ -265,6 +288,9 @@ impl KubeletNode {
             "--rootfs".into(),
             self.root.path().display().to_string(),
         ];
+        if o.bootstrap_token.is_some() {
+            args.push("--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf".into());
+        }
         let optional = [
             ("pod-cidr", &o.pod_cidr),
             ("node-labels", &o.labels),
