@@ -115,7 +115,10 @@ pub(crate) fn go_duration(s: &str) -> anyhow::Result<Duration> {
             "ns" => 1e-9,
             _ => bail!("invalid duration {s:?}: unknown unit {unit:?}"),
         };
-        total += Duration::from_secs_f64(value * secs);
+        total = Duration::try_from_secs_f64(value * secs)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .with_context(|| format!("invalid duration {s:?}: out of range"))?;
         rest = tail;
     }
     Ok(total)
@@ -276,6 +279,7 @@ mod tests {
             Duration::from_secs(365 * 24 * 3600)
         );
         assert!(go_duration("5x").is_err());
+        assert!(go_duration("99999999999999999999999999h").is_err(), "out of range, not a panic");
     }
 
     #[test]

@@ -1137,12 +1137,14 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         }
         let n: u64 = number.parse().ok()?;
         number.clear();
-        total += n * match c {
+        let unit = match c {
             'h' => 3600,
             'm' => 60,
             's' => 1,
             _ => return None,
         };
+        // A TTL too large for u64 seconds is not a duration (Go's ParseDuration refuses it too).
+        total = total.checked_add(n.checked_mul(unit)?)?;
         saw_unit = true;
     }
     (number.is_empty() && saw_unit).then_some(total)
@@ -1506,6 +1508,13 @@ pub fn cluster_configuration_yaml(cfg: &InitConfig) -> Result<String, crate::Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ttl_too_large_for_seconds_is_not_a_duration() {
+        assert_eq!(parse_duration("24h0m0s"), Some(86_400));
+        assert_eq!(parse_duration("9999999999999999999h"), None);
+        assert_eq!(parse_duration("18446744073709551615s1s"), None);
+    }
 
     fn host() -> HostFacts {
         HostFacts {
