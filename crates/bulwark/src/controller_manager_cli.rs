@@ -279,7 +279,10 @@ mod tests {
             Duration::from_secs(365 * 24 * 3600)
         );
         assert!(go_duration("5x").is_err());
-        assert!(go_duration("99999999999999999999999999h").is_err(), "out of range, not a panic");
+        assert!(
+            go_duration("99999999999999999999999999h").is_err(),
+            "out of range, not a panic"
+        );
     }
 
     #[test]
