@@ -10,7 +10,7 @@
 //!   the write and waits until every watcher has seen it (target p99 < 100 ms).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -38,27 +38,7 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
-    let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + ROUND;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|task| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while Instant::now() < end {
-                    if op(task, i).await {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
-    done.load(Ordering::Relaxed)
+    testkit::bench::run_for(CONCURRENCY, ROUND, op).await
 }
 
 fn config_map(name: &str) -> serde_json::Value {

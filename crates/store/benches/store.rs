@@ -6,8 +6,7 @@
 //! a create-if-absent transaction; a raw plain put is shown for reference. Then the embedded SQLite backend.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
@@ -21,33 +20,13 @@ const ROUNDS: usize = 4;
 const GET_KEYS: usize = 1000;
 const VALUE: &[u8] = &[b'v'; 256];
 
-/// Runs `op(task, i)` from `CONCURRENCY` tasks for `ROUND`; returns operations completed.
+/// Runs `op(task, i)` from `CONCURRENCY` tasks for `ROUND`; returns operations that succeeded.
 async fn run<F, Fut>(op: F) -> u64
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
-    let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + ROUND;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|task| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while Instant::now() < end {
-                    if op(task, i).await {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
-    done.load(Ordering::Relaxed)
+    testkit::bench::run_for(CONCURRENCY, ROUND, op).await
 }
 
 fn rate(ops: u64, rounds: usize) -> f64 {

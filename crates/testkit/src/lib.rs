@@ -12,6 +12,7 @@
 //!
 //! Entry points: [`eventually()`], [`EtcdCluster`].
 
+pub mod bench;
 pub mod cluster;
 pub mod components;
 pub mod etcd;
